@@ -1,0 +1,45 @@
+"""Adapters: how the model builds, calls and trains one block, whatever toolbox it comes from.
+
+The model only ever talks to blocks through an adapter, so it never needs to know a block's calling
+convention, its ground-truth format or its task. One adapter per protocol (native, mmdet, mmseg), chosen by
+the scope that owns the block's ``type`` and overridable per block with ``adapter='...'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from multitask_vision.models.spec import Spec
+
+# scope of a block type -> name of its default adapter in the ADAPTERS registry
+DEFAULT_ADAPTERS: dict[str, str] = {}
+
+
+class BlockAdapter:
+    """Base adapter. Subclasses override what differs for their toolbox."""
+
+    def build(self, cls: type, kwargs: dict[str, Any]) -> nn.Module:
+        return cls(**kwargs)
+
+    def is_head(self, cls: type) -> bool:
+        raise NotImplementedError
+
+    def expected_in_channels(self, module: nn.Module) -> Any:
+        """What the block declares it receives (int, list of ints, or None for 'not declared')."""
+        return getattr(module, "in_channels", None)
+
+    def output_spec(self, module: nn.Module, input_spec: Spec) -> Spec:
+        raise NotImplementedError
+
+    def forward(self, module: nn.Module, x: Any) -> Any:
+        """Raw outputs (``mode='tensor'``, export, and features for downstream blocks)."""
+        return module(x)
+
+    def loss(self, module: nn.Module, x: Any, data_samples: list) -> dict:
+        raise NotImplementedError
+
+    def predict(self, module: nn.Module, x: Any, data_samples: list) -> None:
+        """Write the head's predictions into ``data_samples`` (original image coordinates)."""
+        raise NotImplementedError

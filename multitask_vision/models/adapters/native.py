@@ -1,0 +1,37 @@
+"""Adapter for our own blocks: they already speak the contract of ``models/blocks.py``."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from torch import nn
+
+from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.blocks import Block, TaskHead
+from multitask_vision.models.spec import Spec
+from multitask_vision.registry import ADAPTERS, SCOPE
+
+
+@ADAPTERS.register_module()
+class NativeAdapter(BlockAdapter):
+    def build(self, cls: type, kwargs: dict[str, Any]) -> nn.Module:
+        if not issubclass(cls, Block):
+            raise TypeError(
+                f"{cls.__name__} is not a multitask_vision Block; give it an adapter= for its protocol"
+            )
+        return cls(**kwargs)
+
+    def is_head(self, cls: type) -> bool:
+        return issubclass(cls, TaskHead)
+
+    def output_spec(self, module: nn.Module, input_spec: Spec) -> Spec:
+        return cast(Block, module).output_spec(input_spec)
+
+    def loss(self, module: nn.Module, x: Any, data_samples: list) -> dict:
+        return cast(TaskHead, module).loss(x, data_samples)
+
+    def predict(self, module: nn.Module, x: Any, data_samples: list) -> None:
+        cast(TaskHead, module).predict(x, data_samples)
+
+
+DEFAULT_ADAPTERS[SCOPE] = "NativeAdapter"

@@ -1,0 +1,38 @@
+"""The contract every native block follows (our own backbones, necks and heads).
+
+* ``in_channels``: what the block expects from its inputs (int: every incoming tensor; list: one per
+  tensor, in order; ``None``: the block reads images and declares nothing). Checked by the graph at build time.
+* ``output_spec(input_spec)``: the channels/stride of what ``forward`` returns, with the same structure
+  (tensor -> FeatureSpec, dict -> dict, tuple -> tuple). A contract test checks it against real outputs.
+
+Heads (:class:`TaskHead`) add the mmdet-style pair ``loss(x, data_samples) -> dict`` and
+``predict(x, data_samples) -> None`` (writes ``pred_*`` fields, in original image coordinates), and
+``forward(x)`` returns raw tensors for ``mode='tensor'`` and export. A head knows its own ground-truth
+format; the model does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from multitask_vision.models.spec import Spec
+
+
+class Block(nn.Module):
+    in_channels: Any = None
+
+    def output_spec(self, input_spec: Spec) -> Spec:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must publish output_spec()")
+
+
+class TaskHead(Block):
+    """A head: ``forward`` gives raw outputs; ``loss``/``predict`` own the task's GT and prediction format."""
+
+    def loss(self, x: Any, data_samples: list) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, x: Any, data_samples: list) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError

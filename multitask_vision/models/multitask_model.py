@@ -1,0 +1,216 @@
+"""``MultiTaskModel``: an mmengine ``BaseModel`` that runs a :class:`BlockGraph` of blocks.
+
+It knows no task names and no ground-truth formats: which samples a head trains on comes from the samples'
+``tasks`` metainfo, and what a head does with them is up to its adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
+from multitask_vision.models.spec import IMAGE_SPEC, Spec, check_in_channels, select, select_value
+from multitask_vision.registry import ADAPTERS, MODELS, SCOPE, UnknownTypeError, resolve_block_type
+from multitask_vision.structures import labelled_tasks
+
+
+def take_samples(x: Any, idx: list[int]) -> Any:
+    """Index every tensor in ``x`` (tensor / tuple / list / dict) along the batch dimension."""
+    if isinstance(x, torch.Tensor):
+        return x[idx]
+    if isinstance(x, dict):
+        return {k: take_samples(v, idx) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(take_samples(v, idx) for v in x)
+    return x
+
+
+def to_float(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, dict):
+        return {k: to_float(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_float(v) for v in x)
+    return x
+
+
+@MODELS.register_module()
+class MultiTaskModel(BaseModel):
+    """A graph of blocks with task heads.
+
+    Args:
+        blocks: block dicts (see :mod:`multitask_vision.models.graph`).
+        data_preprocessor: config of the preprocessor (default ``MultiTaskDataPreprocessor``).
+        task_weighting: config of a task weighting module (default fixed weights of 1).
+        fp32_head_losses: compute head losses with autocast off and float inputs, so ``--amp`` (fp16 or
+            bf16) never reaches loss kernels that lack half-precision versions.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[dict],
+        data_preprocessor: dict | nn.Module | None = None,
+        task_weighting: dict | None = None,
+        fp32_head_losses: bool = True,
+        init_cfg: dict | list | None = None,
+    ) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type="MultiTaskDataPreprocessor")
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.fp32_head_losses = fp32_head_losses
+
+        resolved: dict[str, tuple[str, type, BlockAdapter]] = {}
+
+        def is_head(node: BlockNode) -> bool:
+            try:
+                scope, cls = resolve_block_type(node.type)
+            except UnknownTypeError as e:
+                raise GraphError(f"block {node.name!r}: {e}") from None
+            adapter_name = node.adapter or DEFAULT_ADAPTERS.get(scope)
+            if adapter_name is None or adapter_name not in ADAPTERS.module_dict:
+                raise GraphError(
+                    f"block {node.name!r}: no adapter {adapter_name!r} for scope {scope!r} "
+                    f"(registered adapters: {sorted(ADAPTERS.module_dict)})"
+                )
+            adapter = ADAPTERS.build(dict(type=adapter_name))
+            resolved[node.name] = (scope, cls, adapter)
+            return adapter.is_head(cls)
+
+        self.graph = BlockGraph(blocks, is_head=is_head)
+        self.blocks = nn.ModuleDict()
+        self.adapters: dict[str, BlockAdapter] = {}
+        self.specs: dict[str, Spec] = {IMAGE_INPUT: IMAGE_SPEC}
+        for name in self.graph.order:
+            node = self.graph.nodes[name]
+            scope, cls, adapter = resolved[name]
+            scope_ctx = (
+                DefaultScope.overwrite_default_scope(scope) if scope != SCOPE else contextlib.nullcontext()
+            )
+            with scope_ctx:
+                try:
+                    module = adapter.build(cls, dict(node.kwargs))
+                except (TypeError, ValueError, KeyError, AssertionError) as e:
+                    raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
+            edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
+            expected = adapter.expected_in_channels(module)
+            try:
+                in_spec = self._input_spec(node)
+                if expected is not None:
+                    check_in_channels(expected, in_spec, edge)
+                self.specs[name] = adapter.output_spec(module, in_spec)
+            except (ValueError, KeyError) as e:
+                msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
+                raise GraphError(msg if name in msg else f"{edge}: {msg}") from None
+            self.blocks[name] = module
+            self.adapters[name] = adapter
+
+        tasks = self.graph.tasks
+        self._loss_prefix = {}
+        for head in self.graph.heads:
+            shared = sum(h.task == head.task for h in self.graph.heads) > 1
+            self._loss_prefix[head.name] = f"{head.task}.{head.name}" if shared else head.task
+        self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
+        self.task_weighting.bind(tasks)
+
+    # ----------------------------------------------------------------- graph plumbing
+    def _input_spec(self, node: BlockNode) -> Spec:
+        specs = []
+        for ref in node.inputs:
+            where = f"block {node.name!r} input {ref.text!r}"
+            specs.append(select(self.specs[ref.block], list(ref.path), where))
+        return specs[0] if len(specs) == 1 else tuple(specs)
+
+    def _gather(self, node: BlockNode, outs: dict[str, Any]) -> Any:
+        xs = [select_value(outs[r.block], list(r.path)) for r in node.inputs]
+        return xs[0] if len(xs) == 1 else tuple(xs)
+
+    def _run(self, inputs: torch.Tensor, names: list[str]) -> dict[str, Any]:
+        outs: dict[str, Any] = {IMAGE_INPUT: inputs}
+        for name in names:
+            outs[name] = self.adapters[name].forward(
+                self.blocks[name], self._gather(self.graph.nodes[name], outs)
+            )
+        return outs
+
+    def _trunk_for(self, heads: list[BlockNode]) -> list[str]:
+        feeders = [r.block for h in heads for r in h.inputs if r.block != IMAGE_INPUT]
+        return self.graph.ancestors(feeders)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.graph.tasks
+
+    # ----------------------------------------------------------------- modes
+    def forward(self, inputs: torch.Tensor, data_samples: list | None = None, mode: str = "tensor"):
+        if mode in ("loss", "predict"):
+            if not data_samples:
+                raise ValueError(f"mode={mode!r} needs data samples")
+            return self.loss(inputs, data_samples) if mode == "loss" else self.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self.tensor(inputs)
+        raise ValueError(f"invalid mode {mode!r}: use 'loss', 'predict' or 'tensor'")
+
+    def loss(self, inputs: torch.Tensor, data_samples: list) -> dict[str, torch.Tensor]:
+        """Run only the heads whose task is labelled in the batch, each on the samples labelled for it."""
+        active = [h for h in self.graph.heads if any(h.task in labelled_tasks(s) for s in data_samples)]
+        if not active:
+            labelled = sorted({t for s in data_samples for t in labelled_tasks(s)})
+            raise ValueError(
+                f"no head predicts any task labelled in this batch ({labelled}); heads: {self.tasks}"
+            )
+        outs = self._run(inputs, self._trunk_for(active))
+        per_task: dict[str, dict[str, torch.Tensor]] = {}
+        for head in active:
+            idx = [i for i, s in enumerate(data_samples) if head.task in labelled_tasks(s)]
+            x = self._gather(head, outs)
+            samples = data_samples
+            if len(idx) < len(data_samples):
+                x, samples = take_samples(x, idx), [data_samples[i] for i in idx]
+            with self._loss_precision(inputs):
+                if self.fp32_head_losses:
+                    x = to_float(x)
+                head_losses = self.adapters[head.name].loss(self.blocks[head.name], x, samples)
+            prefix = self._loss_prefix[head.name]
+            bucket = per_task.setdefault(str(head.task), {})
+            for k, v in head_losses.items():
+                bucket[f"{prefix}.{k}"] = v
+        weighted = self.task_weighting(per_task)
+        return {k: v for named in weighted.values() for k, v in named.items()}
+
+    def _loss_precision(self, inputs: torch.Tensor):
+        device = inputs.device.type
+        if self.fp32_head_losses and torch.is_autocast_enabled(device):
+            return torch.autocast(device_type=device, enabled=False)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
+        """Every head predicts for every sample (metrics later keep only the labelled ones)."""
+        heads = self.graph.heads
+        outs = self._run(inputs, self._trunk_for(heads))
+        for head in heads:
+            self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), data_samples)
+        return data_samples
+
+    def tensor(self, inputs: torch.Tensor, heads: Sequence[str] | None = None) -> dict[str, Any]:
+        """Raw outputs of the chosen heads (default all), keyed by head name: for export and benchmarks."""
+        nodes = self.graph.heads if heads is None else [self._head(n) for n in heads]
+        outs = self._run(inputs, self.graph.ancestors([n.name for n in nodes]))
+        return {n.name: outs[n.name] for n in nodes}
+
+    def _head(self, name: str) -> BlockNode:
+        node = self.graph.nodes.get(name)
+        if node is None or not node.is_head:
+            raise KeyError(f"no head named {name!r}; heads: {[h.name for h in self.graph.heads]}")
+        return node

@@ -1,0 +1,125 @@
+"""MultiTaskModel: heads run only for labelled tasks, edges are checked at build time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from multitask_vision.models import GraphError, MultiTaskModel
+
+
+def build(blocks, **kw):
+    torch.manual_seed(0)
+    return MultiTaskModel(blocks=blocks, **kw)
+
+
+def test_unlabelled_heads_do_not_run_and_get_no_gradient(tiny_blocks, batch):
+    model = build(tiny_blocks)
+    inputs, samples = batch([("segmentation",), ("segmentation",)])
+    losses = model(inputs, samples, mode="loss")
+    assert losses and all(k.startswith("segmentation.") for k in losses), losses.keys()
+    sum(v for k, v in losses.items() if "loss" in k).backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("blocks.det_head.", "blocks.depth_head.")):
+            assert p.grad is None, name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.blocks["backbone"].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.blocks["seg_head"].parameters())
+
+
+def test_mixed_batch_routes_samples_to_their_heads(tiny_blocks, batch, monkeypatch):
+    model = build(tiny_blocks)
+    inputs, samples = batch([("detection", "segmentation"), ("depth", "segmentation"), ("depth",)])
+    seen = {}
+    for name, adapter in model.adapters.items():
+        if name.endswith("_head"):
+            orig = adapter.loss
+
+            def spy(module, x, data_samples, _orig=orig, _name=name):
+                first = x[0] if isinstance(x, tuple) else x
+                seen[_name] = (first.shape[0], [s.metainfo["tasks"] for s in data_samples])
+                return _orig(module, x, data_samples)
+
+            monkeypatch.setattr(adapter, "loss", spy)
+    losses = model(inputs, samples, mode="loss")
+    # features are sliced to the labelled samples, and no head ever sees a sample not labelled for it
+    assert seen["det_head"][0] == 1 and all("detection" in t for t in seen["det_head"][1])
+    assert seen["seg_head"][0] == 2 and all("segmentation" in t for t in seen["seg_head"][1])
+    assert seen["depth_head"][0] == 2 and all("depth" in t for t in seen["depth_head"][1])
+    assert {k.split(".")[0] for k in losses} == {"detection", "segmentation", "depth"}
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_task_weights_scale_only_their_task(tiny_blocks, batch):
+    inputs, samples = batch([("detection", "segmentation")])
+    plain = build(tiny_blocks)(inputs, samples, mode="loss")
+    weighted = build(
+        tiny_blocks, task_weighting=dict(type="FixedTaskWeighting", weights=dict(detection=0.5))
+    )(inputs, samples, mode="loss")
+    for k, v in plain.items():
+        factor = 0.5 if k.startswith("detection.") and "loss" in k else 1.0
+        torch.testing.assert_close(weighted[k], v * factor)
+
+
+def test_task_weights_for_unknown_task_rejected(tiny_blocks):
+    with pytest.raises(ValueError, match=r"names tasks no head predicts: \['dpeth'\]"):
+        build(tiny_blocks, task_weighting=dict(type="FixedTaskWeighting", weights=dict(dpeth=1.0)))
+
+
+def test_predict_fills_every_task(tiny_blocks, batch):
+    model = build(tiny_blocks).eval()
+    inputs, samples = batch([("detection",), ("depth",)])
+    out = model(inputs, samples, mode="predict")
+    for s in out:
+        assert "pred_instances" in s and "pred_sem_seg" in s and "pred_depth_map" in s
+        assert s.pred_sem_seg.data.shape[-2:] == (64, 64)
+
+
+def test_tensor_mode_returns_raw_head_outputs(tiny_blocks):
+    model = build(tiny_blocks).eval()
+    out = model(torch.randn(2, 3, 64, 64), mode="tensor")
+    assert set(out) == {"det_head", "seg_head", "depth_head"}
+    assert out["seg_head"].shape[:2] == (2, 4)
+    only = model.tensor(torch.randn(1, 3, 64, 64), heads=["depth_head"])
+    assert set(only) == {"depth_head"}
+
+
+def test_wrong_in_channels_names_the_edge(tiny_blocks):
+    tiny_blocks[1]["in_channels"] = [256, 256]
+    with pytest.raises(GraphError, match=r"edge backbone\.layer3, backbone\.layer4 -> neck: in_channels\[1\]=256 "
+                                         r"but input 1 has 512 channels"):  # fmt: skip
+        build(tiny_blocks)
+
+
+def test_head_channels_checked(tiny_blocks):
+    tiny_blocks[4]["in_channels"] = 64
+    with pytest.raises(GraphError, match=r"edge neck\.0 -> depth_head: expects in_channels=64"):
+        build(tiny_blocks)
+
+
+def test_unknown_sub_output_lists_available(tiny_blocks):
+    tiny_blocks[1]["inputs"] = ["backbone.layer3", "backbone.stage4"]
+    with pytest.raises(
+        GraphError, match=r"input 'backbone\.stage4': no sub-output 'stage4'; available: .*layer4"
+    ):
+        build(tiny_blocks)
+
+
+def test_unknown_type_lists_close_matches(tiny_blocks):
+    tiny_blocks[0]["type"] = "ResNett"
+    with pytest.raises(
+        GraphError, match=r"block 'backbone': unknown block type 'ResNett'; close matches: .*ResNet"
+    ):
+        build(tiny_blocks)
+
+
+def test_unknown_scoped_type_lists_close_matches(tiny_blocks):
+    tiny_blocks[2]["type"] = "mmdet.FCOSHed"
+    with pytest.raises(GraphError, match=r"'mmdet\.FCOSHed' is not in the mmdet model registry; close matches: "
+                                         r"mmdet\.FCOSHead"):  # fmt: skip
+        build(tiny_blocks)
+
+
+def test_bad_block_kwargs_name_the_block(tiny_blocks):
+    tiny_blocks[0]["depht"] = 18
+    with pytest.raises(GraphError, match=r"block 'backbone' \(ResNet\) could not be built: .*depht"):
+        build(tiny_blocks)
