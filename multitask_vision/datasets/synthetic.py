@@ -1,0 +1,578 @@
+"""Procedural multi-task scenes, written to disk in the VOC and NYU layouts.
+
+A scene is a pinhole view (focal ``0.9 * width`` px, camera ``CAMERA_HEIGHT`` m above a flat floor) of a
+checkered floor whose depth grows towards the horizon row, a back wall at ``WALL_DEPTH`` metres, and objects of
+:data:`SYNTHETIC_CLASSES` standing on the floor at random depths: their pixel size is ``focal * size / depth``
+and their base sits on the floor row of their depth. Shapes (not colours, which are random per instance) tell the
+classes apart. Objects are painted far to near (painter's algorithm): the image, the depth map, the class map
+and the instance map all show the visible surface. Boxes are the tight boxes of each instance's visible pixels;
+fully occluded instances are dropped; instances less than 30% visible (or under ``MIN_VISIBLE_PIXELS``) are
+``difficult``.
+
+Everything is numpy on small crops; one scene is a function of ``(seed, layout, split, index)`` only, so the same
+seed gives byte-identical files. :func:`ensure_synthetic_data` generates a dataset once (atomically, DDP-aware)
+and reuses it while its parameters are unchanged.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import logging
+import os
+import os.path as osp
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from mmengine.dist import barrier, get_dist_info
+from mmengine.logging import print_log
+from PIL import Image
+
+from multitask_vision.datasets.base import voc_colormap
+
+SYNTHETIC_CLASSES = ("box", "ball", "cone", "ring")
+SYNTHETIC_SEG_CLASSES = ("background",) + SYNTHETIC_CLASSES
+
+GENERATOR_VERSION = 1  # bump whenever a seed stops giving the same files: datasets on disk then regenerate
+MANIFEST = "synthetic_manifest.json"
+WALL_DEPTH = 10.0  # metres
+CAMERA_HEIGHT = 1.2  # metres above the floor
+FOCAL = 0.9  # focal length in image widths
+OBJECT_DEPTH = (1.5, 8.5)  # metres, where an object touches the floor
+# object height range (metres) per class; width = height * aspect
+SIZE_RANGE = np.array([(0.5, 1.0), (0.4, 0.8), (0.6, 1.1), (0.5, 1.0)], dtype=np.float64)
+ASPECT_RANGE = np.array([(0.7, 1.5), (1.0, 1.0), (0.6, 0.9), (1.0, 1.0)], dtype=np.float64)
+DIFFICULT_VISIBLE_FRACTION = 0.3
+MIN_VISIBLE_PIXELS = 12
+LAYOUTS = ("voc", "nyu")
+SPLITS = ("train", "val")
+
+_LAYOUT_OPTS: dict[str, dict[str, object]] = {
+    "voc": dict(seg_fraction=0.7, min_objects=1, max_objects=6, void_boundary=True, jpeg_quality=90),
+    "nyu": dict(min_objects=1, max_objects=6, depth_holes=True, label_dir="labels"),
+}
+
+
+@dataclass
+class SceneObject:
+    """One visible instance. ``bbox`` = 0-based inclusive pixel box ``(x0, y0, x1, y1)`` of its visible pixels."""
+
+    label: int
+    depth: float  # metres, where it stands on the floor
+    bbox: tuple[int, int, int, int]
+    height_px: float  # projected height of the whole object
+    visible_pixels: int
+    visible_fraction: float  # of its in-image area
+    truncated: bool
+    difficult: bool
+
+    @property
+    def name(self) -> str:
+        return SYNTHETIC_CLASSES[self.label]
+
+
+@dataclass
+class SyntheticScene:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    depth: np.ndarray  # (H, W) float32 metres, every pixel valid
+    seg: np.ndarray  # (H, W) uint8: 0 background, i + 1 = SYNTHETIC_CLASSES[i]
+    instances: np.ndarray  # (H, W) int32: 0 none, k + 1 = objects[k]
+    objects: list[SceneObject] = field(default_factory=list)
+    wall_depth: float = WALL_DEPTH
+
+
+# ---- shapes: (u, v) -> mask, shade, depth bulge (fraction of the object's height, towards the camera) ----------
+# u in [-1, 1] across the object's width, v in [0, 1] from its base (0) to its top (1); u is (1, w), v is (h, 1).
+Shape = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+
+
+def _box(u, v):
+    mask = (np.abs(u) <= 1) & (v >= 0) & (v <= 1)
+    shade = 0.65 + 0.25 * v + 0.25 * (v > 0.82) - 0.25 * (u > 0.55)  # lit top face, dark right face
+    return mask, shade, None
+
+
+def _ball(u, v):
+    r2 = u * u + ((v - 0.5) * 2) ** 2
+    mask = r2 <= 1
+    nz = np.sqrt(np.clip(1 - r2, 0, 1))
+    lambert = np.clip(-0.45 * u + 0.55 * (v - 0.5) * 2 + 0.7 * nz, 0, 1)
+    return mask, 0.3 + 0.75 * lambert, 0.5 * nz  # a sphere of radius height / 2
+
+
+def _cone(u, v):
+    half = 1 - v
+    mask = (v >= 0) & (v <= 1) & (np.abs(u) <= half)
+    across = np.clip(u / np.maximum(half, 1e-3), -1, 1)
+    return mask, 0.5 + 0.45 * (1 - (across + 1) / 2) + 0.1 * v, None
+
+
+def _ring(u, v):
+    r = np.sqrt(u * u + ((v - 0.5) * 2) ** 2)
+    mask = (r <= 1) & (r >= 0.55)
+    t = np.clip((r - 0.775) / 0.225, -1, 1)
+    return mask, 0.45 + 0.6 * np.sqrt(1 - t * t), None
+
+
+SHAPES: tuple[Shape, ...] = (_box, _ball, _cone, _ring)  # indexed like SYNTHETIC_CLASSES
+
+
+def _hsv_colours(rng: np.random.Generator, n: int, s=(0.45, 1.0), v=(0.55, 1.0)) -> np.ndarray:
+    hsv = rng.random((n, 3))
+    return np.array(
+        [colorsys.hsv_to_rgb(h, s[0] + (s[1] - s[0]) * ss, v[0] + (v[1] - v[0]) * vv) for h, ss, vv in hsv],
+        dtype=np.float32,
+    ).reshape(n, 3)
+
+
+def render_scene(
+    rng: np.random.Generator | int | Sequence[int],
+    image_size: tuple[int, int] = (128, 128),
+    *,
+    min_objects: int = 1,
+    max_objects: int = 6,
+) -> SyntheticScene:
+    """Render one scene. ``image_size`` is ``(height, width)``; ``rng`` a Generator or a seed."""
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    h, w = (int(s) for s in image_size)
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    f = FOCAL * w
+    horizon = rng.uniform(0.3, 0.45) * h
+    ys = np.arange(h, dtype=np.float32) + 0.5  # pixel centres
+    xs = np.arange(w, dtype=np.float32) + 0.5
+
+    # background: floor rows (depth f * cam_h / rows-below-horizon) up to the wall, the wall above
+    below = ys - horizon
+    floor_z = np.where(below > 0, f * CAMERA_HEIGHT / np.maximum(below, 1e-6), np.inf).astype(np.float32)
+    is_floor = floor_z < WALL_DEPTH  # (H,)
+    depth = np.repeat(np.minimum(floor_z, WALL_DEPTH)[:, None], w, axis=1)  # (H, W)
+    floor_a, floor_b, wall = _hsv_colours(rng, 3, s=(0.05, 0.5), v=(0.35, 0.95))
+    tile = rng.uniform(0.5, 1.2)  # metres
+    world_x = (xs[None, :] - w / 2) * depth / f
+    checker = (np.floor(world_x / tile) + np.floor(depth / tile)).astype(np.int64) & 1  # (H, W)
+    floor_rgb = np.where(checker[..., None] == 1, floor_a, floor_b)
+    panel = rng.uniform(0.06, 0.2) * w
+    wall_rgb = wall * (0.85 + 0.15 * (np.floor(xs / panel) % 2))[None, :, None]  # (1, W, 3)
+    img = (
+        np.where(is_floor[:, None, None], floor_rgb, wall_rgb) * (1.0 - 0.45 * depth / WALL_DEPTH)[..., None]
+    )
+
+    # objects, painted far to near
+    n = int(rng.integers(min_objects, max_objects + 1))
+    labels = rng.integers(0, len(SYNTHETIC_CLASSES), n)
+    zs = rng.uniform(*OBJECT_DEPTH, n)
+    sizes = SIZE_RANGE[labels, 0] + (SIZE_RANGE[labels, 1] - SIZE_RANGE[labels, 0]) * rng.random(n)
+    aspects = ASPECT_RANGE[labels, 0] + (ASPECT_RANGE[labels, 1] - ASPECT_RANGE[labels, 0]) * rng.random(n)
+    centres = rng.uniform(0, w, n)
+    colours = _hsv_colours(rng, n)
+    inst = np.zeros((h, w), np.int32)
+    order = np.argsort(-zs, kind="stable")
+    crops: dict[int, tuple[int, int, int, int]] = {}
+    full_area = np.zeros(n, np.int64)
+    truncated = np.zeros(n, bool)
+    heights_px = f * sizes / zs
+    for k in order:
+        hp = heights_px[k]
+        wp = hp * aspects[k]
+        base = horizon + f * CAMERA_HEIGHT / zs[k]
+        top, left, right = base - hp, centres[k] - wp / 2, centres[k] + wp / 2
+        r0, r1 = max(0, int(np.floor(top))), min(h, int(np.ceil(base)))
+        c0, c1 = max(0, int(np.floor(left))), min(w, int(np.ceil(right)))
+        if r0 >= r1 or c0 >= c1:
+            continue
+        u = (xs[None, c0:c1] - centres[k]) / (wp / 2)
+        v = (base - ys[r0:r1, None]) / hp
+        mask, shade, bulge = SHAPES[labels[k]](u, v)
+        mask = np.broadcast_to(mask, (r1 - r0, c1 - c0))
+        full_area[k] = int(mask.sum())
+        if not full_area[k]:
+            continue
+        truncated[k] = top < 0 or left < 0 or right > w or base > h
+        shade = np.broadcast_to(shade, mask.shape)[mask]
+        img[r0:r1, c0:c1][mask] = colours[k] * shade[:, None]
+        obj_depth = zs[k] if bulge is None else zs[k] - sizes[k] * np.broadcast_to(bulge, mask.shape)[mask]
+        depth[r0:r1, c0:c1][mask] = obj_depth
+        inst[r0:r1, c0:c1][mask] = k + 1
+        crops[int(k)] = (r0, r1, c0, c1)
+
+    visible = np.bincount(inst.ravel(), minlength=n + 1)[1:]
+    lut = np.zeros(n + 1, np.int32)
+    objects = []
+    for k in order:
+        if visible[k] == 0:
+            continue  # fully occluded (or outside the image)
+        r0, r1, c0, c1 = crops[int(k)]
+        sub = inst[r0:r1, c0:c1] == k + 1
+        rows, cols = np.flatnonzero(sub.any(1)), np.flatnonzero(sub.any(0))
+        frac = float(visible[k] / full_area[k])
+        objects.append(
+            SceneObject(
+                label=int(labels[k]),
+                depth=float(zs[k]),
+                bbox=(c0 + int(cols[0]), r0 + int(rows[0]), c0 + int(cols[-1]), r0 + int(rows[-1])),
+                height_px=float(heights_px[k]),
+                visible_pixels=int(visible[k]),
+                visible_fraction=frac,
+                truncated=bool(truncated[k]),
+                difficult=bool(frac < DIFFICULT_VISIBLE_FRACTION or visible[k] < MIN_VISIBLE_PIXELS),
+            )
+        )
+        lut[k + 1] = len(objects)
+    inst = lut[inst]
+    class_lut = np.array([0] + [o.label + 1 for o in objects], np.uint8)
+
+    img += rng.standard_normal(img.shape, dtype=np.float32) * 0.012
+    image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return SyntheticScene(
+        image=image, depth=depth.astype(np.float32), seg=class_lut[inst], instances=inst, objects=objects
+    )
+
+
+def instance_boundary(instances: np.ndarray) -> np.ndarray:
+    """Pixels of an instance with a 4-neighbour of another instance or background (the object-side edge)."""
+    edge = np.zeros(instances.shape, bool)
+    dx = instances[:, 1:] != instances[:, :-1]
+    dy = instances[1:] != instances[:-1]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    return edge & (instances > 0)
+
+
+def kinect_holes(rng: np.random.Generator, scene: SyntheticScene) -> np.ndarray:
+    """A mask of invalid depth like a Kinect's: shadows left of depth edges, a few blobs, sparse dropouts."""
+    h, w = scene.depth.shape
+    d = scene.depth
+    holes = np.zeros((h, w), bool)
+    holes[:, :-1] = d[:, 1:] < d[:, :-1] - 0.25  # the far side just left of a nearer surface
+    holes[:, :-2] |= holes[:, 1:-1] & (rng.random((h, w - 2)) < 0.5)
+    for _ in range(int(rng.integers(0, 4))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(1.5, 0.05 * h + 2), rng.uniform(1.5, 0.05 * w + 2)
+        yy, xx = np.ogrid[:h, :w]
+        holes |= ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1
+    holes |= rng.random((h, w)) < 0.003
+    return holes
+
+
+# ---- writers ----------------------------------------------------------------------------------------------------
+_VOC_PALETTE = np.asarray(voc_colormap(256), np.uint8).ravel().tolist()
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _encode(ext: str, array: np.ndarray, params: Sequence[int] = ()) -> bytes:
+    ok, buf = cv2.imencode(ext, array, list(params))
+    if not ok:
+        raise RuntimeError(f"cv2 could not encode a {ext} image of shape {array.shape}")
+    return buf.tobytes()
+
+
+def voc_xml(img_id: str, scene: SyntheticScene, segmented: bool, img_suffix: str = ".jpg") -> str:
+    """VOC annotation text; boxes 1-based inclusive (``xmin = x0 + 1`` for the 0-based pixel ``x0``)."""
+    h, w = scene.seg.shape
+    objs = "".join(
+        "\t<object>\n"
+        f"\t\t<name>{o.name}</name>\n"
+        "\t\t<pose>Unspecified</pose>\n"
+        f"\t\t<truncated>{int(o.truncated)}</truncated>\n"
+        f"\t\t<difficult>{int(o.difficult)}</difficult>\n"
+        "\t\t<bndbox>\n"
+        f"\t\t\t<xmin>{o.bbox[0] + 1}</xmin>\n"
+        f"\t\t\t<ymin>{o.bbox[1] + 1}</ymin>\n"
+        f"\t\t\t<xmax>{o.bbox[2] + 1}</xmax>\n"
+        f"\t\t\t<ymax>{o.bbox[3] + 1}</ymax>\n"
+        "\t\t</bndbox>\n"
+        "\t</object>\n"
+        for o in scene.objects
+    )
+    return (
+        "<annotation>\n"
+        "\t<folder>SyntheticVOC</folder>\n"
+        f"\t<filename>{img_id}{img_suffix}</filename>\n"
+        "\t<source>\n\t\t<database>multitask_vision synthetic scenes</database>\n\t</source>\n"
+        f"\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>3</depth>\n\t</size>\n"
+        f"\t<segmented>{int(segmented)}</segmented>\n"
+        f"{objs}"
+        "</annotation>\n"
+    )
+
+
+def write_voc_sample(
+    root: str,
+    img_id: str,
+    scene: SyntheticScene,
+    *,
+    with_seg: bool = True,
+    void_boundary: bool = True,
+    jpeg_quality: int = 90,
+) -> None:
+    """Write ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml`` and (``with_seg``) ``SegmentationClass/<id>.png``."""
+    for sub in ("JPEGImages", "Annotations", "SegmentationClass"):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    bgr = np.ascontiguousarray(scene.image[..., ::-1])
+    _write_bytes(
+        osp.join(root, "JPEGImages", img_id + ".jpg"),
+        _encode(".jpg", bgr, (cv2.IMWRITE_JPEG_QUALITY, jpeg_quality)),
+    )
+    _write_bytes(osp.join(root, "Annotations", img_id + ".xml"), voc_xml(img_id, scene, with_seg).encode())
+    if with_seg:
+        seg = scene.seg.copy()
+        if void_boundary:
+            seg[instance_boundary(scene.instances)] = 255
+        png = Image.frombytes("P", (seg.shape[1], seg.shape[0]), seg.tobytes())
+        png.putpalette(_VOC_PALETTE)
+        png.save(osp.join(root, "SegmentationClass", img_id + ".png"))
+
+
+def write_nyu_sample(
+    root: str,
+    img_id: str,
+    scene: SyntheticScene,
+    *,
+    holes: np.ndarray | None = None,
+    label_dir: str = "labels",
+) -> None:
+    """Write ``images/<id>.png`` (RGB), ``depth/<id>.png`` (uint16 mm, 0 where ``holes``) and ``<label_dir>/<id>.png``."""
+    for sub in ("images", "depth", label_dir):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    _write_bytes(
+        osp.join(root, "images", img_id + ".png"),
+        _encode(".png", np.ascontiguousarray(scene.image[..., ::-1])),
+    )
+    mm = np.clip(np.round(scene.depth * 1000.0), 1, 65535).astype(np.uint16)
+    if holes is not None:
+        mm[holes] = 0
+    _write_bytes(osp.join(root, "depth", img_id + ".png"), _encode(".png", mm))
+    _write_bytes(osp.join(root, label_dir, img_id + ".png"), _encode(".png", scene.seg))
+
+
+def write_split(path: str, ids: Sequence[str]) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(i + "\n" for i in ids))
+
+
+# ---- dataset generation -----------------------------------------------------------------------------------------
+def scene_rng(seed: int, layout: str, split: str, index: int) -> np.random.Generator:
+    """The generator of one scene: independent of every other scene and of the dataset's size."""
+    return np.random.default_rng([seed, LAYOUTS.index(layout), SPLITS.index(split), index])
+
+
+def synthetic_params(
+    layout: str, num_train: int, num_val: int, image_size: Sequence[int], seed: int, **opts: object
+) -> dict:
+    """The full, JSON-normal parameter set of a dataset (defaults filled, unknown options rejected)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    known = _LAYOUT_OPTS[layout]
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {unknown} for the synthetic {layout!r} layout; known: {sorted(known)}"
+        )
+    if len(image_size) != 2 or min(int(s) for s in image_size) < 16:
+        raise ValueError(f"image_size must be (height, width), each >= 16, got {image_size!r}")
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f"num_train/num_val must be >= 0, got {num_train}, {num_val}")
+    merged = {**known, **opts}
+    if not 1 <= int(merged["min_objects"]) <= int(merged["max_objects"]):  # type: ignore[call-overload]
+        raise ValueError(
+            f"need 1 <= min_objects <= max_objects, got {merged['min_objects']}, {merged['max_objects']}"
+        )
+    if layout == "voc" and not 0.0 <= float(merged["seg_fraction"]) <= 1.0:  # type: ignore[arg-type]
+        raise ValueError(f"seg_fraction must be in [0, 1], got {merged['seg_fraction']}")
+    params = dict(
+        layout=layout,
+        num_train=int(num_train),
+        num_val=int(num_val),
+        image_size=[int(s) for s in image_size],
+        seed=int(seed),
+        version=GENERATOR_VERSION,
+        **merged,
+    )
+    return json.loads(json.dumps(params, sort_keys=True))
+
+
+def sample_ids(split: str, num: int) -> list[str]:
+    return [f"{split}_{i:06d}" for i in range(num)]
+
+
+def generate_synthetic(root: str, params: dict, log_every: int | None = None) -> None:
+    """Write the dataset described by ``params`` (from :func:`synthetic_params`) into ``root`` (no manifest)."""
+    layout, size, seed = params["layout"], params["image_size"], params["seed"]
+    total = params["num_train"] + params["num_val"]
+    if log_every is None:
+        log_every = max(1, total // 10) if total >= 500 else 0
+    start, done = time.perf_counter(), 0
+    for split in SPLITS:
+        ids = sample_ids(split, params[f"num_{split}"])
+        with_seg = np.zeros(len(ids), bool)
+        if layout == "voc":  # exactly round(n * seg_fraction) images of the split have masks
+            chosen = np.random.default_rng([seed, 0, SPLITS.index(split)]).permutation(len(ids))
+            with_seg[chosen[: int(round(len(ids) * params["seg_fraction"]))]] = True
+        for i, img_id in enumerate(ids):
+            rng = scene_rng(seed, layout, split, i)
+            scene = render_scene(
+                rng, size, min_objects=params["min_objects"], max_objects=params["max_objects"]
+            )
+            if layout == "voc":
+                write_voc_sample(
+                    root,
+                    img_id,
+                    scene,
+                    with_seg=bool(with_seg[i]),
+                    void_boundary=params["void_boundary"],
+                    jpeg_quality=params["jpeg_quality"],
+                )
+            else:
+                holes = kinect_holes(rng, scene) if params["depth_holes"] else None
+                write_nyu_sample(root, img_id, scene, holes=holes, label_dir=params["label_dir"])
+            done += 1
+            if log_every and done % log_every == 0:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                print_log(f"synthetic {layout}: {done}/{total} images ({rate:.0f} img/s)", "current")
+        if layout == "voc":
+            write_split(osp.join(root, "ImageSets", "Main", f"{split}.txt"), ids)
+            write_split(
+                osp.join(root, "ImageSets", "Segmentation", f"{split}.txt"),
+                [i for i, s in zip(ids, with_seg) if s],
+            )
+        else:
+            write_split(osp.join(root, f"{split}.txt"), ids)
+
+
+def _read_manifest(root: str) -> dict | None:
+    try:
+        with open(osp.join(root, MANIFEST), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("generator") == __name__ else None
+
+
+def _is_complete(root: str, params: dict) -> bool:
+    manifest = _read_manifest(root)
+    if manifest is None or manifest.get("params") != params:
+        return False
+    split_dir = osp.join(root, "ImageSets", "Main") if params["layout"] == "voc" else root
+    return all(osp.isfile(osp.join(split_dir, f"{s}.txt")) for s in SPLITS)
+
+
+def _replaceable(root: str) -> bool:
+    """Only our own datasets (or an empty folder) are ever replaced."""
+    return (
+        not osp.exists(root) or (osp.isdir(root) and not os.listdir(root)) or _read_manifest(root) is not None
+    )
+
+
+def _check_replaceable(root: str) -> None:
+    if not _replaceable(root):
+        raise RuntimeError(
+            f"{root} exists and was not written by ensure_synthetic_data (no {MANIFEST}); refusing to replace it"
+        )
+
+
+def _generate_atomic(root: str, params: dict) -> None:
+    _check_replaceable(root)
+    parent, name = osp.split(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    trash = []
+    try:
+        start = time.perf_counter()
+        generate_synthetic(tmp, params)
+        manifest = dict(generator=__name__, params=params)
+        with open(osp.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        elapsed = time.perf_counter() - start
+        total = params["num_train"] + params["num_val"]
+        for _ in range(10):
+            if _is_complete(root, params):
+                print_log(
+                    f"synthetic {params['layout']}: another process wrote {root} first; using it", "current"
+                )
+                return
+            if osp.exists(root):
+                if not _replaceable(root):
+                    raise RuntimeError(
+                        f"{root} was replaced by foreign data while generating; not touching it"
+                    )
+                old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+                trash.append(old)
+                try:
+                    os.rename(root, osp.join(old, name))
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                continue  # someone created root meanwhile: check again
+            break
+        else:
+            raise RuntimeError(f"could not move the generated dataset into {root} (concurrent writers?)")
+        print_log(
+            f"synthetic {params['layout']}: {total} images in {elapsed:.1f} s "
+            f"({total / max(elapsed, 1e-9):.0f} img/s) -> {root}",
+            "current",
+        )
+    finally:
+        for path in [tmp, *trash]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def ensure_synthetic_data(
+    root: str | os.PathLike,
+    layout: str = "voc",
+    num_train: int = 200,
+    num_val: int = 50,
+    image_size: Sequence[int] = (128, 128),
+    seed: int = 0,
+    **opts: object,
+) -> str:
+    """Make ``root`` hold the synthetic dataset of these parameters; return ``root``.
+
+    Nothing is written when ``root`` already holds it (``synthetic_manifest.json`` records the parameters).
+    Otherwise the dataset is generated into a temporary folder beside ``root`` and renamed into place, so a
+    reader never sees half a dataset and racing processes are safe. Under torch.distributed rank 0 generates
+    while the other ranks wait at a barrier (a rank that still does not see the data, e.g. on another node's
+    local disk, then generates its own copy).
+
+    Args:
+        layout: ``'voc'`` or ``'nyu'`` (see :mod:`~multitask_vision.datasets.voc` / ``nyu`` for the layouts).
+        image_size: ``(height, width)``.
+        **opts: VOC: ``seg_fraction`` (share of images with a SegmentationClass mask, 0.7), ``min_objects`` (1),
+            ``max_objects`` (6), ``void_boundary`` (255 on a 1-px instance edge, True), ``jpeg_quality`` (90).
+            NYU: ``min_objects``, ``max_objects``, ``depth_holes`` (Kinect-like invalid pixels, True),
+            ``label_dir`` ('labels').
+    """
+    root = osp.abspath(os.fspath(root))
+    params = synthetic_params(layout, num_train, num_val, image_size, seed, **opts)
+    rank, world = get_dist_info()
+    if rank == 0:
+        _check_replaceable(root)
+        if _is_complete(root, params):
+            print_log(f"synthetic {layout}: {root} is up to date", "current", logging.DEBUG)
+        else:
+            print_log(
+                f"synthetic {layout}: generating {num_train} train + {num_val} val images of "
+                f"{params['image_size'][0]}x{params['image_size'][1]} (seed {seed}) into {root}",
+                "current",
+            )
+            _generate_atomic(root, params)
+    if world > 1:
+        barrier()
+        if not _is_complete(root, params):
+            _generate_atomic(root, params)
+    return root
