@@ -1,0 +1,56 @@
+"""What the entry points share: loading a config with overrides, distributed set-up, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the scripts)
+
+# Errors a user causes with a config or a file: printed as one line, exit code 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, TypeError, OSError)
+
+
+def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None) -> Config:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
+    return cfg
+
+
+def setup_distributed(launcher: str, cfg: Config) -> None:
+    """On machines without CUDA, start a gloo process group ourselves (mmengine 0.10.7's ``init_dist``
+    calls ``torch.cuda.set_device``) and make DDP wrap a CPU model (``device_ids=None``)."""
+    cfg.launcher = launcher
+    if launcher == "none" or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    wrapper = dict(cfg.get("model_wrapper_cfg") or dict(type="MMDistributedDataParallel"))
+    wrapper["device_ids"] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Inside: a config or input error becomes ``error: <reason>`` on stderr and exit code 2 (no traceback;
+    ``MTV_DEBUG=1`` shows it). Wrap set-up only, so that a bug during training keeps its traceback."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        if os.environ.get("MTV_DEBUG"):
+            raise
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
+        sys.exit(2)
