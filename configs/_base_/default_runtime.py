@@ -1,0 +1,29 @@
+# Runtime shared by every training config (mmengine Runner keys).
+default_scope = "multitask_vision"
+
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=25),  # loss per task, lr, ETA
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=250, max_keep_ckpts=2, save_last=True),
+    sampler_seed=dict(type="DistSamplerSeedHook"),  # re-seeds MultiSourceSampler every epoch
+)
+custom_hooks = [dict(type="TaskCoverageHook", strict=True)]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="nccl"),
+)
+vis_backends = [dict(type="LocalVisBackend")]
+visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")
+log_processor = dict(by_epoch=False, window_size=25)
+log_level = "INFO"
+load_from = None
+resume = False
+randomness = dict(seed=0)
+
+# Under DDP: a batch trains only the heads of the tasks its source labels, so the other heads' parameters
+# get no gradient in that step. All ranks draw the same source at every step (MultiSourceBatchSampler), so
+# the unused set is the same on every rank, which is what find_unused_parameters needs.
+model_wrapper_cfg = dict(type="MMDistributedDataParallel", find_unused_parameters=True)
