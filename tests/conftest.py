@@ -27,13 +27,17 @@ def tiny_blocks():
     return copy.deepcopy(TINY_BLOCKS)
 
 
-def make_sample(tasks, size=(64, 64), seed=0) -> MultiTaskDataSample:
-    """A sample labelled for ``tasks`` with GT only for those tasks (as the datasets produce)."""
+def make_sample(tasks, size=(64, 64), seed=0, kinds=None) -> MultiTaskDataSample:
+    """A sample labelled for ``tasks`` with GT only for those tasks (as the datasets produce).
+
+    ``kinds`` maps other task names to 'detection' / 'segmentation' / 'depth' (the GT they get).
+    """
     g = torch.Generator().manual_seed(seed)
     h, w = size
     s = MultiTaskDataSample()
     s.set_metainfo(dict(tasks=tuple(tasks), img_shape=size, ori_shape=size, pad_shape=size,
                         batch_input_shape=size, scale_factor=(1.0, 1.0)))  # fmt: skip
+    tasks = {(kinds or {}).get(t, t) for t in tasks}
     if "detection" in tasks:
         s.gt_instances = InstanceData(bboxes=torch.tensor([[8.0, 8.0, 40.0, 36.0]]), labels=torch.tensor([1]))
         s.ignored_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))

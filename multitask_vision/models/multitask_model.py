@@ -16,8 +16,9 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.checkpoint_init import load_block_weights
 from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
-from multitask_vision.models.spec import IMAGE_SPEC, Spec, check_in_channels, select, select_value
+from multitask_vision.models.spec import IMAGE_SPEC, Spec, select, select_value
 from multitask_vision.registry import ADAPTERS, MODELS, SCOPE, UnknownTypeError, resolve_block_type
 from multitask_vision.structures import labelled_tasks
 
@@ -53,6 +54,9 @@ class MultiTaskModel(BaseModel):
         task_weighting: config of a task weighting module (default fixed weights of 1).
         fp32_head_losses: compute head losses with autocast off and float inputs, so ``--amp`` (fp16 or
             bf16) never reaches loss kernels that lack half-precision versions.
+        init_from: checkpoints to start blocks from, applied by ``init_weights()``: a list of
+            ``dict(checkpoint=path, prefix_map={'bbox_head.': 'det_head.', ...}, strict=False)``
+            (see :mod:`multitask_vision.models.checkpoint_init`).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class MultiTaskModel(BaseModel):
         data_preprocessor: dict | nn.Module | None = None,
         task_weighting: dict | None = None,
         fp32_head_losses: bool = True,
+        init_from: Sequence[dict] | None = None,
         init_cfg: dict | list | None = None,
     ) -> None:
         if data_preprocessor is None:
@@ -69,6 +74,13 @@ class MultiTaskModel(BaseModel):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.fp32_head_losses = fp32_head_losses
+        self.init_from = [dict(x) for x in (init_from or [])]
+        for i, entry in enumerate(self.init_from):
+            unknown = set(entry) - {"checkpoint", "prefix_map", "strict"}
+            if unknown or "checkpoint" not in entry or "prefix_map" not in entry:
+                raise ValueError(
+                    f"model.init_from[{i}] needs checkpoint= and prefix_map= (optional strict=), got {sorted(entry)}"
+                )
 
         resolved: dict[str, tuple[str, type, BlockAdapter]] = {}
 
@@ -103,11 +115,9 @@ class MultiTaskModel(BaseModel):
                 except (TypeError, ValueError, KeyError, AssertionError) as e:
                     raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
             edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
-            expected = adapter.expected_in_channels(module)
             try:
                 in_spec = self._input_spec(node)
-                if expected is not None:
-                    check_in_channels(expected, in_spec, edge)
+                adapter.check_inputs(module, in_spec, edge)
                 self.specs[name] = adapter.output_spec(module, in_spec)
             except (ValueError, KeyError) as e:
                 msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
@@ -122,6 +132,11 @@ class MultiTaskModel(BaseModel):
             self._loss_prefix[head.name] = f"{head.task}.{head.name}" if shared else head.task
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        for entry in self.init_from:
+            load_block_weights(self.blocks, **entry)
 
     # ----------------------------------------------------------------- graph plumbing
     def _input_spec(self, node: BlockNode) -> Spec:

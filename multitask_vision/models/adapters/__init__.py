@@ -2,5 +2,6 @@
 
 from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
 from multitask_vision.models.adapters.native import NativeAdapter
+from multitask_vision.models.adapters.openmmlab import MMDetAdapter, MMSegAdapter
 
-__all__ = ["DEFAULT_ADAPTERS", "BlockAdapter", "NativeAdapter"]
+__all__ = ["DEFAULT_ADAPTERS", "BlockAdapter", "MMDetAdapter", "MMSegAdapter", "NativeAdapter"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from multitask_vision.models.spec import Spec
+from multitask_vision.models.spec import Spec, check_in_channels
 
 # scope of a block type -> name of its default adapter in the ADAPTERS registry
 DEFAULT_ADAPTERS: dict[str, str] = {}
@@ -29,6 +29,12 @@ class BlockAdapter:
     def expected_in_channels(self, module: nn.Module) -> Any:
         """What the block declares it receives (int, list of ints, or None for 'not declared')."""
         return getattr(module, "in_channels", None)
+
+    def check_inputs(self, module: nn.Module, input_spec: Spec, where: str) -> None:
+        """Raise ``ValueError`` naming ``where`` (the edge) if the inputs do not fit the block."""
+        expected = self.expected_in_channels(module)
+        if expected is not None:
+            check_in_channels(expected, input_spec, where)
 
     def output_spec(self, module: nn.Module, input_spec: Spec) -> Spec:
         raise NotImplementedError
