@@ -133,6 +133,45 @@ class MultiTaskModel(BaseModel):
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
 
+    def train_step(self, data: dict | tuple | list, optim_wrapper) -> dict[str, torch.Tensor]:
+        """mmengine's train step, except for gradient-based task balancing (e.g. PCGrad), which needs every
+        task's loss separately to set the gradients itself."""
+        if not self.task_weighting.needs_task_gradients:
+            return super().train_step(data, optim_wrapper)
+        if type(optim_wrapper).__name__ != "OptimWrapper" or optim_wrapper._accumulative_counts != 1:
+            raise ValueError(
+                f"{type(self.task_weighting).__name__} needs a plain OptimWrapper without accumulative_counts "
+                f"(no AMP loss scaling), got {type(optim_wrapper).__name__}"
+            )
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode="loss")
+        _, log_vars = self.parse_losses(losses)
+        per_task: dict[str, torch.Tensor] = {}
+        for key, value in losses.items():
+            if "loss" in key:
+                task = key.split(".", 1)[0]
+                per_task[task] = per_task.get(task, 0) + value  # type: ignore[assignment]
+        stats = self.task_weighting.backward(per_task, self.shared_parameters())
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        log_vars.update({k: torch.tensor(v) for k, v in stats.items()})
+        return log_vars
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the blocks that feed heads of more than one task."""
+        users: dict[str, set[str]] = {}
+        for head in self.graph.heads:
+            for name in self._trunk_for([head]):
+                users.setdefault(name, set()).add(str(head.task))
+        return [
+            p
+            for name in self.graph.order
+            if len(users.get(name, ())) > 1
+            for p in self.blocks[name].parameters()
+            if p.requires_grad
+        ]
+
     def init_weights(self) -> None:
         super().init_weights()
         for entry in self.init_from:
