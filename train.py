@@ -9,7 +9,6 @@ uv run torchrun --nproc_per_node=2 train.py --config C --launcher pytorch
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from multitask_vision.engine.launch import DictAction, load_config, setup_distributed, user_errors
@@ -33,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--eval-only",
         action="store_true",
         help="no training: evaluate on test_dataloader with test_evaluator (of --checkpoint, or of the "
-        "freshly initialised model when none is given) and write <work_dir>/eval_metrics.json",
+        "freshly initialised model when none is given); metrics also in <work_dir>/test_metrics.json",
     )
     p.add_argument("--checkpoint", help="with --eval-only: the checkpoint to evaluate")
     return p.parse_args(argv)
@@ -47,10 +46,7 @@ def main(argv=None) -> None:
 
     with checkpoint_safe_globals():
         if args.eval_only:
-            metrics = runner.test()
-            out = Path(runner.work_dir) / "eval_metrics.json"
-            out.write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=2))
-            runner.logger.info(f"metrics written to {out}")
+            runner.test()  # MetricsJSONHook writes <work_dir>/test_metrics.json
         else:
             runner.train()
 

@@ -13,6 +13,7 @@ import difflib
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -29,10 +30,16 @@ DATA_SAMPLERS = Registry(
     "data sampler", parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f"{SCOPE}.datasets"]
 )
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=[f"{SCOPE}.evaluation"])
+EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE, locations=[f"{SCOPE}.evaluation"])
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=[f"{SCOPE}.engine"])
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE, locations=[f"{SCOPE}.engine"])
+# How a task's predictions and ground truth are drawn (visualize.py, MultiTaskVisualizationHook): one drawer
+# per kind of data-sample field (pred_instances, pred_sem_seg, pred_depth_map, ...).
+DRAWERS = Registry("task drawer", scope=SCOPE, locations=[f"{SCOPE}.visualization"])
 # How a block is called and how a head's loss/predictions are computed: one adapter per protocol.
 ADAPTERS = Registry("adapter", scope=SCOPE, locations=[f"{SCOPE}.models.adapters"])
+# Deployment steps (pruning, quantization, export): registered objects with typed keyword arguments.
+COMPRESSION = Registry("compression step", scope=SCOPE, locations=[f"{SCOPE}.compression"])
 
 # OpenMMLab packages whose blocks may be named in a graph, with the scope their registries use.
 FOREIGN_SCOPES = ("mmdet", "mmseg")

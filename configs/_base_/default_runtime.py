@@ -8,7 +8,10 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=250, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type="DistSamplerSeedHook"),  # re-seeds MultiSourceSampler every epoch
 )
-custom_hooks = [dict(type="TaskCoverageHook", strict=True)]
+custom_hooks = [
+    dict(type="TaskCoverageHook", strict=True),  # data tasks vs head tasks, checked before training
+    dict(type="MetricsJSONHook"),  # work_dir/val_metrics.json (history), work_dir/test_metrics.json
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

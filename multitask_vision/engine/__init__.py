@@ -1,5 +1,5 @@
 """Training-loop plumbing on mmengine: hooks."""
 
-from multitask_vision.engine.hooks import TaskCoverageHook
+from multitask_vision.engine.hooks import MetricsJSONHook, TaskCoverageHook
 
-__all__ = ["TaskCoverageHook"]
+__all__ = ["MetricsJSONHook", "TaskCoverageHook"]

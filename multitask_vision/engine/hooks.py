@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -34,3 +38,33 @@ class TaskCoverageHook(Hook):
             if self.strict:
                 raise ValueError(msg + "; add heads, or drop the tasks from the sources' tasks=")
             runner.logger.warning(msg)
+
+
+@HOOKS.register_module()
+class MetricsJSONHook(Hook):
+    """Write validation metrics to ``<work_dir>/val_metrics.json`` (one entry per validation, with the
+    iteration and epoch) and test metrics to ``<work_dir>/test_metrics.json``. Main process only."""
+
+    priority = "LOW"
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._write(runner, "val_metrics.json", metrics, append=True)
+
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._write(runner, "test_metrics.json", metrics, append=False)
+
+    @staticmethod
+    def _write(runner, name: str, metrics: dict | None, append: bool) -> None:
+        if not metrics or not is_main_process():
+            return
+        path = Path(runner.work_dir) / name
+        entry = dict(iter=runner.iter, epoch=runner.epoch, metrics={k: _plain(v) for k, v in metrics.items()})
+        history = json.loads(path.read_text()) if append and path.is_file() else []
+        path.write_text(json.dumps(history + [entry] if append else entry, indent=2))
+
+
+def _plain(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -46,6 +46,7 @@ class TaskMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix or task)
         self.task = task
         self.metric = _build_inner(dict(metric))
+        self._coco_ids: dict[Any, int] = {}
 
     @property
     def dataset_meta(self) -> dict | None:
@@ -69,8 +70,29 @@ class TaskMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         mine = [s for s in data_samples if self.task in s.get("tasks", ())]
+        if mine and self._coco_from_samples:
+            mine = [self._with_coco_gt(s) for s in mine]
         if mine:
             self.metric.process(data_batch, mine)
+
+    @property
+    def _coco_from_samples(self) -> bool:
+        """mmdet's CocoMetric without an ``ann_file`` builds its ground truth from raw ``instances``."""
+        return type(self.metric).__name__ == "CocoMetric" and getattr(self.metric, "_coco_api", None) is None
+
+    def _with_coco_gt(self, sample: dict) -> dict:
+        sample = dict(sample)
+        anns = []
+        for key, flag in (("gt_instances", 0), ("ignored_instances", 1)):
+            inst = sample.get(key)
+            if inst is None:
+                continue
+            for box, label in zip(inst["bboxes"].tolist(), inst["labels"].tolist()):
+                anns.append(dict(bbox=box, bbox_label=int(label), ignore_flag=flag))
+        sample["instances"] = anns
+        # COCO wants integer image ids
+        sample["img_id"] = self._coco_ids.setdefault(sample.get("img_id"), len(self._coco_ids))
+        return sample
 
     def compute_metrics(self, results: list) -> dict:  # pragma: no cover - evaluate() delegates
         raise NotImplementedError
@@ -81,5 +103,6 @@ class TaskMetric(BaseMetric):
             return {}
         # ``size`` is the whole validation set, an upper bound of this task's share: nothing is truncated
         results = self.metric.evaluate(size)
+        self._coco_ids.clear()
         # the inner metric may add its own prefix; keep its key, put the task in front
         return {f"{self.prefix}/{k}": v for k, v in results.items()}

@@ -43,6 +43,8 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     assert "detection/pascal_voc/mAP" in first.stdout + first.stderr
     assert "segmentation/mIoU" in first.stdout + first.stderr
     assert "depth/abs_rel" in first.stdout + first.stderr
+    history = json.loads((wd / "val_metrics.json").read_text())  # MetricsJSONHook
+    assert history[-1]["iter"] == 4 and "segmentation/mIoU" in history[-1]["metrics"]
 
     second = train(tmp_path, "--resume", "--cfg-options", "train_cfg.max_iters=6")
     log = second.stdout + second.stderr

@@ -65,14 +65,20 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 
-# Each metric sees only the samples labelled for its task.
-val_evaluator = [
-    dict(
-        type="TaskMetric",
-        task="detection",
-        metric=dict(type="mmdet.VOCMetric", iou_thrs=[0.5], eval_mode="area"),
-    ),
-    dict(type="TaskMetric", task="segmentation", metric=dict(type="mmseg.IoUMetric", iou_metrics=["mIoU"])),
-    dict(type="TaskMetric", task="depth", metric=dict(type="mmseg.DepthMetric", max_depth_eval=10.0)),
-]
+# Each metric sees only the samples labelled for its task. Δm (multitask/delta_m) compares with single-task
+# baselines: configs/quickstart.py sets the numbers measured by configs/single_task/quickstart_*.py.
+detection_metric = dict(
+    type="TaskMetric", task="detection", metric=dict(type="mmdet.VOCMetric", iou_thrs=[0.5], eval_mode="area")
+)
+segmentation_metric = dict(
+    type="TaskMetric", task="segmentation", metric=dict(type="mmseg.IoUMetric", iou_metrics=["mIoU"])
+)
+depth_metric = dict(
+    type="TaskMetric", task="depth", metric=dict(type="mmseg.DepthMetric", max_depth_eval=10.0)
+)
+val_evaluator = dict(
+    type="MultiTaskEvaluator",
+    metrics=[detection_metric, segmentation_metric, depth_metric],
+    baselines=None,
+)
 test_evaluator = val_evaluator

@@ -1,0 +1,13 @@
+# Single-task baseline for the quickstart's Δm: the same trunk with only the detection head, trained with the
+# same schedule on the sources that label detection (only_tasks narrows them), validated on the same images.
+_base_ = ["../quickstart.py"]
+
+model = dict(
+    blocks=[{{_base_.backbone_block}}, {{_base_.neck_block}}, {{_base_.det_block}}],
+    task_weighting=dict(_delete_=True, type="FixedTaskWeighting"),
+)
+train_dataloader = dict(dataset=dict(only_tasks=["detection"]))
+val_dataloader = dict(dataset=dict(only_tasks=["detection"]))
+test_dataloader = val_dataloader
+val_evaluator = dict(metrics=[{{_base_.detection_metric}}], baselines=None)
+test_evaluator = val_evaluator

@@ -1,0 +1,68 @@
+"""``MultiTaskEvaluator``: mmengine's Evaluator plus the multi-task score Δm.
+
+Δm (Maninis et al. 2019; Vandenhende et al. 2021) is the mean relative change of every chosen metric
+against a single-task baseline, signed so that positive is better::
+
+    Δm = 100 / K * Σ_k (-1)^{l_k} (M_k - B_k) / B_k,   l_k = 1 if lower is better for metric k
+
+Configure it as the Runner's evaluator::
+
+    val_evaluator = dict(type='MultiTaskEvaluator', metrics=[...TaskMetric...],
+                         baselines={'detection/pascal_voc/mAP': 0.70, 'depth/abs_rel': 0.05})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from mmengine.evaluator import Evaluator
+
+from multitask_vision.registry import EVALUATOR
+
+#: metric names (last path component) where lower is better
+LOWER_IS_BETTER = frozenset({"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "mae", "rel"})
+
+
+def delta_m(
+    results: Mapping[str, float], baselines: Mapping[str, float], lower_is_better: Sequence[str] = ()
+) -> float:
+    """Δm in percent of ``results`` against ``baselines`` (keys are full metric names)."""
+    if not baselines:
+        raise ValueError("delta_m needs at least one baseline metric")
+    lower = set(lower_is_better)
+    terms = []
+    for key, base in baselines.items():
+        if key not in results:
+            raise KeyError(f"Δm baseline {key!r} is not among the metrics: {sorted(results)}")
+        if base == 0:
+            raise ValueError(f"Δm baseline {key!r} is 0: a relative change is undefined")
+        sign = -1.0 if (key in lower or key.rsplit("/", 1)[-1] in LOWER_IS_BETTER) else 1.0
+        terms.append(sign * (float(results[key]) - float(base)) / float(base))
+    return 100.0 * sum(terms) / len(terms)
+
+
+@EVALUATOR.register_module()
+class MultiTaskEvaluator(Evaluator):
+    """Evaluator whose results also carry ``multitask/delta_m`` when ``baselines`` are given.
+
+    Args:
+        metrics: metric configs (typically one ``TaskMetric`` per task).
+        baselines: ``{metric name: single-task baseline value}``.
+        lower_is_better: metric names where lower is better, beyond the known depth errors.
+    """
+
+    def __init__(
+        self,
+        metrics: dict | Sequence[dict],
+        baselines: Mapping[str, float] | None = None,
+        lower_is_better: Sequence[str] = (),
+    ) -> None:
+        super().__init__(metrics)
+        self.baselines = dict(baselines or {})
+        self.lower_is_better = tuple(lower_is_better)
+
+    def evaluate(self, size: int) -> dict:
+        results = super().evaluate(size)
+        if self.baselines:
+            results["multitask/delta_m"] = delta_m(results, self.baselines, self.lower_is_better)
+        return results
