@@ -35,11 +35,16 @@ class MultiSourceDataset(Dataset):
     Args:
         sources: dataset configs (or built datasets). Each must expose ``tasks`` (task name -> annotation
             kind) and a unique ``source_name``.
+        only_tasks: keep only these tasks: the sources' task mappings are narrowed before they are built
+            (their samples lose the other labels; samples left with no task are dropped, and sources left
+            with no task are skipped). For single-task baselines and ablations without editing the sources.
     """
 
-    def __init__(self, sources: Sequence[dict | Dataset]) -> None:
+    def __init__(self, sources: Sequence[dict | Dataset], only_tasks: Sequence[str] | None = None) -> None:
         if not sources:
             raise ValueError("MultiSourceDataset needs at least one source")
+        if only_tasks is not None:
+            sources = self._narrow(sources, set(only_tasks))
         self.datasets: list[Any] = [DATASETS.build(s) if isinstance(s, dict) else s for s in sources]
         self.source_names: list[str] = []
         for i, ds in enumerate(self.datasets):
@@ -59,6 +64,25 @@ class MultiSourceDataset(Dataset):
             total += len(ds)
             self.cumulative_sizes.append(total)
         self._metainfo = dict(sources=tuple(self.source_names), task_meta=self._task_meta())
+
+    @staticmethod
+    def _narrow(sources: Sequence[dict | Dataset], keep: set[str]) -> list[dict]:
+        narrowed = []
+        for i, src in enumerate(sources):
+            if not isinstance(src, dict):
+                raise ValueError(f"only_tasks needs source configs, but sources[{i}] is a built dataset")
+            cls = DATASETS.get(src["type"]) if isinstance(src["type"], str) else src["type"]
+            mapping = src.get("tasks") or getattr(cls, "DEFAULT_TASKS", None)
+            if mapping is None:
+                raise ValueError(
+                    f"only_tasks: sources[{i}] ({src['type']}) does not say which tasks it labels"
+                )
+            kept = {t: k for t, k in mapping.items() if t in keep}
+            if kept:
+                narrowed.append(dict(src, tasks=kept))
+        if not narrowed:
+            raise ValueError(f"only_tasks={sorted(keep)}: no source labels any of these tasks")
+        return narrowed
 
     def _task_meta(self) -> dict[str, dict]:
         meta: dict[str, dict] = {}

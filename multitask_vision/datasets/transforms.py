@@ -7,14 +7,19 @@ only when the sample is labelled for it: an unlabelled task never gets an empty 
 
 from __future__ import annotations
 
+import logging
+
 import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import LoadAnnotations as MMDetLoadAnnotations
+from mmdet.datasets.transforms import PhotoMetricDistortion as MMDetPhotoMetricDistortion
+from mmdet.datasets.transforms import RandomCrop as MMDetRandomCrop
 from mmdet.datasets.transforms import RandomFlip as MMDetRandomFlip
 from mmdet.datasets.transforms import Resize as MMDetResize
 from mmengine import fileio
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData, PixelData
 
 from multitask_vision.registry import TRANSFORMS
@@ -26,10 +31,19 @@ class LoadMultiTaskAnnotations(MMDetLoadAnnotations):
     """Load every annotation the sample has: boxes+labels (``instances``), a class-index map
     (``seg_map_path``, decoded with Pillow so palette PNGs give indices) and a depth map (``depth_map_path``,
     16-bit PNG divided by the sample's ``depth_scale``). A missing or unreadable file raises ``OSError``
-    naming it.
+    naming it; with ``skip_bad=True`` the sample is skipped instead (training only: mmengine's dataset then
+    draws another one), with a warning that names the file and counts the skips.
     """
 
-    def __init__(self, box_type: str | None = "hbox", imdecode_backend: str = "pillow", backend_args=None):
+    def __init__(
+        self,
+        box_type: str | None = "hbox",
+        imdecode_backend: str = "pillow",
+        backend_args=None,
+        skip_bad: bool = False,
+    ):
+        self.skip_bad = skip_bad
+        self.num_skipped = 0
         super().__init__(
             with_bbox=True,
             with_label=True,
@@ -39,7 +53,18 @@ class LoadMultiTaskAnnotations(MMDetLoadAnnotations):
             backend_args=backend_args,
         )
 
-    def transform(self, results: dict) -> dict:
+    def transform(self, results: dict) -> dict | None:
+        try:
+            return self._load(results)
+        except OSError as e:
+            if not self.skip_bad:
+                raise
+            self.num_skipped += 1
+            print_log(f"skipped a sample ({self.num_skipped} so far in this worker): {e}", logger="current",
+                      level=logging.WARNING)  # fmt: skip
+            return None
+
+    def _load(self, results: dict) -> dict:
         if "instances" in results:
             self._load_bboxes(results)
             self._load_labels(results)
@@ -136,3 +161,37 @@ class PackMultiTaskInputs(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(meta_keys={self.meta_keys})"
+
+
+@TRANSFORMS.register_module()
+class MultiTaskRandomCrop(MMDetRandomCrop):
+    """mmdet's ``RandomCrop`` (image, boxes, seg map) plus the depth map, cropped with the same window.
+
+    Boxes are translated and, with ``bbox_clip_border=True`` (default), clipped to the crop; boxes left
+    outside it are dropped with their labels and ignore flags. A crop that keeps no box returns ``None``
+    (mmengine then draws another sample) unless ``allow_negative_crop=True``, which keeps such crops, e.g. so
+    a detection + segmentation sample still trains its segmentation. Samples without boxes (depth / seg only)
+    are always cropped.
+    """
+
+    def _crop_data(self, results: dict, crop_size: tuple[int, int], allow_negative_crop: bool) -> dict | None:
+        before = results.get("homography_matrix")
+        cropped = super()._crop_data(results, crop_size, allow_negative_crop)
+        if cropped is None or cropped.get("gt_depth_map") is None:
+            return cropped
+        # mmdet draws the offset inside _crop_data; it records it (only) as the translation it composes onto
+        # ``homography_matrix``: undo the previous transforms' part to read it back
+        step = np.asarray(cropped["homography_matrix"], np.float64)
+        if before is not None:
+            step = step @ np.linalg.inv(np.asarray(before, np.float64))
+        x0, y0 = int(round(-step[0, 2])), int(round(-step[1, 2]))
+        h, w = cropped["img"].shape[:2]
+        cropped["gt_depth_map"] = cropped["gt_depth_map"][y0 : y0 + h, x0 : x0 + w]
+        return cropped
+
+
+@TRANSFORMS.register_module()
+class MultiTaskPhotoMetricDistortion(MMDetPhotoMetricDistortion):
+    """mmdet's ``PhotoMetricDistortion`` under our name: brightness, contrast, saturation, hue and channel swap
+    of the image only (it returns a float32 image); boxes, seg maps and depth maps are left untouched, so it
+    needs no task-aware extension."""
