@@ -35,6 +35,16 @@ from multitask_vision.datasets.base import (
 from multitask_vision.registry import DATASETS
 
 # NYUv2's 13-class map (Couprie et al. 2013), in label order 1..13 (stored here as 0..12)
+NYU40_CLASSES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat",
+    "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel", "shower curtain", "box",
+    "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
+    "otherfurniture", "otherprop",
+)  # fmt: skip
+
+# entry i = 40-class id (1..40) of raw NYUv2 class i + 1 (classMapping40.mat ``mapClass``; sources above)  # Gupta et al. 2013 (label40/)
+
 NYU13_CLASSES = (
     "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",
     "picture", "sofa", "table", "tv", "wall", "window",
@@ -52,7 +62,7 @@ class NYUv2Dataset(MultiTaskSource):
             ``{'depth': 'depth', 'segmentation': 'sem_seg'}``.
         label_dir: folder of the label maps (``labels``, ``label13``, ``label40``...).
         metainfo: ``classes`` (the label map's classes; also ``seg_classes``), ``palette``. Default: the NYUv2
-            13-class names.
+            40-class names for ``label_dir='label40'``, else the 13-class names.
         depth_scale: stored depth value per metre (1000 for millimetre PNGs).
         img_dir, depth_dir, img_suffix: folder / suffix of the images and depth maps.
     """
@@ -99,7 +109,10 @@ class NYUv2Dataset(MultiTaskSource):
             ann_file=f"{split}.txt",
             data_root=data_root,
             data_prefix=dict(img_path=img_dir, depth_map_path=depth_dir, seg_map_path=label_dir),
-            metainfo=complete_metainfo(metainfo, seg_has_background=False),
+            metainfo=complete_metainfo(
+                dict(classes=NYU40_CLASSES) if metainfo is None and label_dir == "label40" else metainfo,
+                seg_has_background=False,
+            ),
             **kwargs,
         )
 

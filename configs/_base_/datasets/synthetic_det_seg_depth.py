@@ -35,6 +35,11 @@ nyu_source = dict(
     seed=1,
     source_name="synthetic_nyu",
 )
+# per split, named so that other configs can pick sources ({{_base_.nyu_train}})
+voc_train = dict(voc_source, split="train", pipeline=train_pipeline)
+nyu_train = dict(nyu_source, split="train", pipeline=train_pipeline)
+voc_val = dict(voc_source, split="val", pipeline=test_pipeline)
+nyu_val = dict(nyu_source, split="val", pipeline=test_pipeline)
 
 train_dataloader = dict(
     batch_size=8,
@@ -44,10 +49,7 @@ train_dataloader = dict(
     batch_sampler=dict(type="MultiSourceBatchSampler", strategy="round_robin"),
     dataset=dict(
         type="MultiSourceDataset",
-        sources=[
-            dict(voc_source, split="train", pipeline=train_pipeline),
-            dict(nyu_source, split="train", pipeline=train_pipeline),
-        ],
+        sources=[voc_train, nyu_train],
     ),
 )
 val_dataloader = dict(
@@ -57,10 +59,7 @@ val_dataloader = dict(
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
         type="MultiSourceDataset",
-        sources=[
-            dict(voc_source, split="val", pipeline=test_pipeline),
-            dict(nyu_source, split="val", pipeline=test_pipeline),
-        ],
+        sources=[voc_val, nyu_val],
     ),
 )
 test_dataloader = val_dataloader

@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from multitask_vision.datasets.nyu import NYU13_CLASSES
+from multitask_vision.datasets.nyu import NYU13_CLASSES, NYU40_CLASSES
 
 __all__ = [
     "NYU13_CLASSES",
@@ -69,15 +69,6 @@ __all__ = [
 
 # the 40 classes in label order 1..40 (stored as 0..39): classMapping40.mat's ``className`` (which spells
 # "refridgerator")
-NYU40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat",
-    "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel", "shower curtain", "box",
-    "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-)  # fmt: skip
-
-# entry i = 40-class id (1..40) of raw NYUv2 class i + 1 (classMapping40.mat ``mapClass``; sources above)
 _NYU894_TO_40_TEXT = """
     40 40 3 22 5 40 12 38 40 40 2 39 40 40 26 40 24 40 7 40 1 40 40 34 38 29 40 8 40 40
     40 40 38 40 40 14 40 38 40 40 40 15 39 40 30 40 40 39 40 39 38 40 38 40 37 40 38 38 9 40
