@@ -9,3 +9,4 @@ def register_all_modules() -> None:
     import multitask_vision.engine  # noqa: F401
     import multitask_vision.evaluation  # noqa: F401
     import multitask_vision.models  # noqa: F401
+    import multitask_vision.visualization  # noqa: F401

@@ -11,6 +11,8 @@ default_hooks = dict(
 custom_hooks = [
     dict(type="TaskCoverageHook", strict=True),  # data tasks vs head tasks, checked before training
     dict(type="MetricsJSONHook"),  # work_dir/val_metrics.json (history), work_dir/test_metrics.json
+    dict(type="MultiTaskVisualizationHook", num_samples=2),  # prediction/GT grids at every validation
+    dict(type="CurvesHook", interval=10),  # work_dir/curves.png: per-task losses and metrics over time
 ]
 
 env_cfg = dict(
@@ -18,7 +20,7 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
     dist_cfg=dict(backend="nccl"),
 )
-vis_backends = [dict(type="LocalVisBackend")]
+vis_backends = [dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]
 visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")
 log_processor = dict(by_epoch=False, window_size=25)
 log_level = "INFO"

@@ -1,0 +1,99 @@
+"""Draw a trained model's predictions next to the ground truth, for a few samples of every source.
+
+uv run visualize.py --config configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth
+uv run visualize.py --config C --checkpoint K --split val --num 4 --out vis/ --score-thr 0.3
+
+Writes one PNG per sample, <out>/<source>/<image name>.png: a row per head (input | prediction | ground truth
+| extra panels, e.g. the depth error | legend / colour scales); a task the sample is not labelled for shows
+its prediction only. The tasks come from the config's heads; a head is drawn by the drawer of the field it
+predicts (see multitask_vision/visualization), or the config's visualization=dict(drawers=dict(task='Name')).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from multitask_vision.engine.launch import DictAction, load_config, user_errors
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config file (.py)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint of that config's model (.pth)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val", help="whose dataloader's data")
+    p.add_argument("--num", type=int, default=4, help="samples per source (default 4)")
+    p.add_argument("--out", help="output folder (default <work_dir>/vis)")
+    p.add_argument("--score-thr", type=float, help="draw boxes scored at least this (default 0.3)")
+    p.add_argument("--panel-size", type=int, help="long side of a panel in pixels (default 256)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    with user_errors():
+        renderer, batches, out_dir = setup(args)
+    import mmcv
+
+    from multitask_vision.visualization import DrawerError
+
+    written = []
+    for source, batch in batches:
+        try:
+            grids = renderer.render(batch)
+        except DrawerError as e:  # a task without a drawer: a config problem, not a bug
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        for grid in grids:
+            assert grid.image is not None
+            path = out_dir / (grid.source or source) / f"{grid.name}.png"
+            mmcv.imwrite(grid.image[..., ::-1], str(path))  # RGB -> BGR for OpenCV; creates the folder
+            written.append(path)
+            print(f"wrote {path}  ({grid.image.shape[1]}x{grid.image.shape[0]})", flush=True)
+    if not written:
+        print("error: no samples to draw (empty split?)", file=sys.stderr)
+        sys.exit(2)
+
+
+def setup(args: argparse.Namespace):
+    if args.num < 1:
+        raise ValueError(f"--num must be at least 1, got {args.num}")
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    cfg = load_config(args.config, args.cfg_options)
+    loader = cfg.get(f"{args.split}_dataloader")
+    if not loader or "dataset" not in loader:
+        raise ValueError(f"config {args.config} has no {args.split}_dataloader.dataset")
+
+    import torch
+    from mmengine.registry import init_default_scope
+
+    import multitask_vision
+    from multitask_vision.registry import DATASETS, MODELS
+    from multitask_vision.visualization import GridRenderer, task_styles
+    from multitask_vision.visualization.runtime import load_weights, source_batches
+
+    multitask_vision.register_all_modules()
+    import multitask_vision.visualization  # noqa: F401  (fills DRAWERS)
+
+    init_default_scope(cfg.get("default_scope", "multitask_vision"))
+    model = MODELS.build(cfg.model)
+    load_weights(model, args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+
+    dataset = DATASETS.build(loader["dataset"])
+    defaults = {
+        k: v for k, v in (("score_thr", args.score_thr), ("panel_size", args.panel_size)) if v is not None
+    }
+    vis_cfg = {**dict(cfg.get("visualization") or {}), **defaults}
+    renderer = GridRenderer.from_config(model, vis_cfg, task_styles(dataset))
+    out_dir = Path(args.out) if args.out else Path(cfg.work_dir) / "vis"
+    return renderer, source_batches(dataset, args.num), out_dir
+
+
+if __name__ == "__main__":
+    main()
