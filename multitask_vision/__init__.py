@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 def register_all_modules() -> None:
     """Import every module that registers something (models, datasets, metrics, hooks)."""
+    import multitask_vision.compression  # noqa: F401
     import multitask_vision.datasets  # noqa: F401
     import multitask_vision.engine  # noqa: F401
     import multitask_vision.evaluation  # noqa: F401

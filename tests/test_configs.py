@@ -15,7 +15,11 @@ from tests.conftest import make_sample
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.py") if "_base_" not in p.parts)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(p.parents[1] if p.parent.name != "configs" else p.parent)) for p in CONFIGS])
+@pytest.mark.parametrize(
+    "path",
+    CONFIGS,
+    ids=[str(p.relative_to(p.parents[1] if p.parent.name != "configs" else p.parent)) for p in CONFIGS],
+)
 def test_config_builds_and_steps(path):
     multitask_vision.register_all_modules()
     cfg = Config.fromfile(path)

@@ -3,9 +3,10 @@
 ``custom_hooks = [dict(type='QATHook', start_iter=500)]``: at ``start_iter`` the model's units (trunk blocks,
 head towers and prediction convs, see :mod:`multitask_vision.compression.quantization`) are exported and
 prepared with fake quantization in place; training continues through the heads' own losses with the same
-optimizer (the prepared graphs hold the same ``Parameter`` objects); ``model.train()`` / ``.eval()`` switch
-their batch norm between training and inference forms (torchao's ``allow_exported_model_train_eval``). After training the units are converted to int8 and the whole model in
-tensor mode is saved as an ``ExportedProgram`` under ``work_dir`` (``torch.export.load`` reads it).
+optimizer (the prepared graphs hold the same ``Parameter`` objects). ``model.train()`` / ``.eval()`` (the
+train and validation loops call them) switch the graphs' batch norm between training and inference forms.
+After training the units are converted to int8 and the whole model in tensor mode is saved as an
+``ExportedProgram`` under ``work_dir`` (``torch.export.load`` reads it; outputs named as in the ONNX export).
 
 Why PT2E per unit and not eager ``torch.ao`` QAT: the eager API is deprecated on torch 2.12 and needs
 quant/dequant stubs and ``FloatFunctional`` in every residual block (torchvision's ResNet has neither); a single
@@ -38,11 +39,15 @@ class QATHook(Hook):
 
     priority = "LOW"
 
-    def __init__(self, start_iter: int = 0, observer: str = "minmax", save_name: str | None = "qat_int8.pt2") -> None:
+    def __init__(
+        self, start_iter: int = 0, observer: str = "minmax", save_name: str | None = "qat_int8.pt2"
+    ) -> None:
         if isinstance(start_iter, bool) or not isinstance(start_iter, int) or start_iter < 0:
             raise ValueError(f"QATHook: start_iter must be an int >= 0, got {start_iter!r}")
         if observer != "minmax":
-            raise ValueError(f"QATHook: observer must be 'minmax' (moving-average fake quant), got {observer!r}")
+            raise ValueError(
+                f"QATHook: observer must be 'minmax' (moving-average fake quant), got {observer!r}"
+            )
         self.start_iter = start_iter
         self.observer = observer
         self.save_name = save_name
@@ -88,7 +93,9 @@ class QATHook(Hook):
 
     def after_train(self, runner) -> None:
         if not self.prepared:
-            runner.logger.warning(f"QATHook: training ended before start_iter={self.start_iter}: nothing converted")
+            runner.logger.warning(
+                f"QATHook: training ended before start_iter={self.start_iter}: nothing converted"
+            )
             return
         from multitask_vision.compression.export import ExportWrapper, export_program
         from multitask_vision.compression.quantization import convert_units
@@ -99,4 +106,6 @@ class QATHook(Hook):
         if self.save_name and self._example is not None:
             wrapper = ExportWrapper(model, self._example)
             self.saved_path = export_program(wrapper, self._example, Path(runner.work_dir) / self.save_name)
-            runner.logger.info(f"QATHook: int8 model (tensor mode, outputs {wrapper.output_names}) saved to {self.saved_path}")
+            runner.logger.info(
+                f"QATHook: int8 model (tensor mode, outputs {wrapper.output_names}) saved to {self.saved_path}"
+            )

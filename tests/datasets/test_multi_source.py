@@ -12,7 +12,11 @@ from multitask_vision.engine.hooks import TaskCoverageHook
 multitask_vision.register_all_modules()
 init_default_scope("multitask_vision")
 
-PIPE = [dict(type="LoadImageFromFile"), dict(type="LoadMultiTaskAnnotations"), dict(type="PackMultiTaskInputs")]
+PIPE = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskAnnotations"),
+    dict(type="PackMultiTaskInputs"),
+]
 
 
 def sources(root):
@@ -67,5 +71,7 @@ def test_task_coverage_hook(tmp_path, tiny_blocks):
     with pytest.raises(ValueError, match=r"the training data labels tasks no head predicts: \['depth'\]"):
         TaskCoverageHook().before_train(_Runner(no_depth, ds))
     only_det = MultiSourceDataset(sources(tmp_path), only_tasks=["detection"])
-    with pytest.warns(UserWarning, match="head 'seg_head' predicts task 'segmentation' but no dataset labels it"):
+    with pytest.warns(
+        UserWarning, match="head 'seg_head' predicts task 'segmentation' but no dataset labels it"
+    ):
         TaskCoverageHook().before_train(_Runner(MultiTaskModel(blocks=tiny_blocks), only_det))

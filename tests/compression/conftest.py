@@ -1,0 +1,85 @@
+"""Shared fixtures of the deployment tests: one tiny synthetic dataset and checkpoint for the whole session."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+TINY = HERE / "tiny_train.py"
+TINY_QAT = HERE / "tiny_qat.py"
+
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
+def load_script(name: str):
+    """Import a top-level script (deploy.py, train.py) as a module."""
+    key = f"_mtv_script_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, ROOT / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(cfg_path: Path = TINY, seed: int = 0):
+    """The tiny model of a config, eval mode, seeded init."""
+    from mmengine.config import Config
+
+    import multitask_vision
+    from multitask_vision.registry import MODELS
+
+    multitask_vision.register_all_modules()
+    torch.manual_seed(seed)
+    return MODELS.build(copy.deepcopy(Config.fromfile(str(cfg_path)).model)).eval()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The test machine is shared by two cores: a 2-thread OpenMP pool stalls under load (100x seen)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A directory with the tiny synthetic data (generated once) and a Runner-style checkpoint of the tiny
+    model: a seeded initialisation, not trained (the tests check the pipeline, not accuracy)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from multitask_vision.registry import DATASETS
+
+    ws = tmp_path_factory.mktemp("deploy")
+    old_cwd, old_threads = os.getcwd(), torch.get_num_threads()
+    os.chdir(ws)
+    torch.set_num_threads(1)
+    try:
+        cfg = Config.fromfile(str(TINY))
+        init_default_scope("multitask_vision")
+        DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
+        DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+        torch.save(dict(meta=dict(), state_dict=build(TINY).state_dict()), ws / "tiny.pth")
+    finally:
+        os.chdir(old_cwd)
+    yield ws
+    torch.set_num_threads(old_threads)
+
+
+@pytest.fixture
+def in_workspace(workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    return workspace

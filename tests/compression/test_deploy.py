@@ -1,0 +1,140 @@
+"""deploy.py end to end on the tiny model: every shipped deploy config, parity, the report; bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from tests.compression.conftest import ROOT, TINY, load_script
+
+DEPLOY_CONFIGS = sorted((ROOT / "configs").glob("deploy*.py"))
+# keep every variant quick: few evaluation samples, few timed runs, short fine-tune, small calibration set
+FAST = {
+    "evaluation": {"max_samples": 4},
+    "benchmark": {"runs": 2, "warmup": 0, "threads": 1},
+    "finetune": {"iters": 2, "log_interval": 1},
+    "quantization": {"calib_samples": 4},
+}
+
+
+def fast_options(path: Path) -> list[str]:
+    cfg = Config.fromfile(str(path))
+    opts = []
+    for section, keys in FAST.items():
+        if cfg.get(section) is None:
+            continue
+        for key, value in keys.items():
+            if section == "quantization" and cfg[section]["method"] != "static":
+                continue
+            opts.append(f"{section}.{key}={value}")
+    return opts
+
+
+def deploy(ws: Path, deploy_cfg: Path, *options: str, config: Path = TINY, out: str = "out") -> int:
+    args = ["--config", str(config), "--checkpoint", str(ws / "tiny.pth"), "--deploy-config", str(deploy_cfg)]
+    args += ["--output", str(ws / out)]
+    if options:
+        args += ["--deploy-options", *options]
+    return load_script("deploy").main(args)
+
+
+@pytest.mark.parametrize("path", DEPLOY_CONFIGS, ids=[p.stem for p in DEPLOY_CONFIGS])
+def test_deploy_config_end_to_end(in_workspace, path):
+    ws = in_workspace
+    rc = deploy(ws, path, *fast_options(path), out=path.stem)
+    out = ws / path.stem
+    report = json.loads((out / "report.json").read_text())
+    assert rc == 0 and report["parity_ok"]
+    assert (out / "report.md").read_text().startswith("# Deployment report")
+    stages = {row["stage"]: row for row in report["stages"]}
+    original = stages["original"]
+    assert (
+        original["metrics"] and original["params"] > 0 and original["macs"] > 0 and original["torch_ms"] > 0
+    )
+    dc = Config.fromfile(str(path))
+    exported = [r for r in report["stages"] if r["stage"].startswith("exported fp32")]
+    assert len(exported) == 1
+    fp32 = exported[0]
+    assert Path(fp32["file"]).is_file() and fp32["parity"]["ok"]
+    assert all(v <= 1e-4 for v in fp32["parity"]["max_abs_diff"].values())
+    if dc.export.get("blocks"):
+        assert all(name.startswith("backbone.") for name in fp32["parity"]["max_abs_diff"])
+        assert "metrics" not in fp32
+    else:
+        # the exported model is scored through the runtime helper: same metrics as the PyTorch model it came from
+        torch_rows = [
+            r for r in report["stages"] if r.get("torch_ms") is not None and "quantized" not in r["stage"]
+        ]
+        assert fp32["metrics"].keys() == torch_rows[-1]["metrics"].keys()
+        for key, value in torch_rows[-1]["metrics"].items():
+            assert fp32["metrics"][key] == pytest.approx(value, abs=1e-3), key
+    method = (dc.get("pruning") or {}).get("method")
+    pruned = [r for r in report["stages"] if r["stage"].startswith("pruned (")]
+    if method == "physical":
+        assert pruned[0]["params"] <= 0.75 * original["params"]
+        assert pruned[0]["macs"] <= 0.75 * original["macs"]
+        assert Path(pruned[0]["file"]).is_file()
+        step = next(s for s in report["steps"] if s["step"] == "pruning")
+        assert step["reload_max_abs_diff"] == 0.0
+    elif method in ("unstructured", "structured"):
+        assert pruned[0]["params"] == original["params"]  # zeroed, not removed
+        step = next(s for s in report["steps"] if s["step"] == "pruning")
+        assert step["weight_sparsity"] > 0.1
+    q = dc.get("quantization") or {}
+    if q:
+        int8 = [r for r in report["stages"] if r["stage"].startswith("exported int8")]
+        assert int8, "an int8 file is exported"
+        for row in int8:
+            assert Path(row["file"]).is_file()
+            if q["method"] != "dynamic":  # dynamic keeps per-node activation scaling ops
+                assert row["size_mb"] * 3 <= fp32["size_mb"], row["stage"]
+            assert row["ort_ms"] > 0
+    if q.get("method") in ("static", "qat") and "x86" in q.get("backend", "x86"):
+        row = next(r for r in report["stages"] if r["stage"].startswith("quantized"))
+        assert row["metrics"] and Path(row["file"]).suffix == ".pt2"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["pruning.method=magic"], "error: pruning.method must be one of ['physical', 'structured', 'unstructured'], got 'magic'"),
+        (["pruning.amount=1.5"], "error: pruning.amount must be a fraction in (0, 1), got 1.5"),
+        (["pruning.amount=0"], "error: pruning.amount must be a fraction in (0, 1), got 0"),
+        (["pruning.targets=[backbone,nek]"], "error: pruning.targets: unknown block 'nek' (blocks: backbone, neck, det_head, seg_head, depth_head)"),
+        (["export.blocks=[backbon]", "export.heads=all"], "error: export.blocks: unknown block 'backbon'"),
+        (["quantization.method=int4"], "error: quantization.method must be one of ['dynamic', 'qat', 'static'], got 'int4'"),
+        (["quantization.observer=kl"], "error: quantization.observer must be one of ('minmax', 'histogram'), got 'kl'"),
+        (["pruning.ratio=0.3"], "error: pruning.ratio is not a key of pruning method='physical'"),
+        (["export.format=tflite"], "error: export.format must be one of ['onnx', 'torchscript'], got 'tflite'"),
+        (["export.format=torchscript"], "error: export.opset is not a key of export format='torchscript'"),
+        (["finetune.iters=0"], "error: finetune.iters must be an int >= 1, got 0"),
+        (["prunning.amount=0.3"], "error: unknown deploy-config key 'prunning'"),
+    ],
+)  # fmt: skip
+def test_bad_deploy_config_fails_with_one_line(in_workspace, capsys, options, message):
+    with pytest.raises(SystemExit) as exc:
+        deploy(in_workspace, ROOT / "configs/deploy.py", *options, out="bad")
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1
+    assert not (in_workspace / "bad").exists()
+
+
+def test_missing_checkpoint_names_the_path(in_workspace, capsys):
+    missing = in_workspace / "nowhere" / "iter_9.pth"
+    args = [
+        "--config",
+        str(TINY),
+        "--checkpoint",
+        str(missing),
+        "--deploy-config",
+        str(ROOT / "configs/deploy.py"),
+    ]
+    with pytest.raises(SystemExit) as exc:
+        load_script("deploy").main([*args, "--output", str(in_workspace / "bad")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {missing}"
