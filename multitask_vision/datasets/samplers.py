@@ -71,12 +71,16 @@ class MultiSourceSampler(Sampler):
             start = end
         return out
 
+    def shard_sizes(self) -> list[int]:
+        """Samples of every source on this rank (without building the permutations)."""
+        return [math.ceil(n / self.world_size) for n in self.dataset.source_sizes]
+
     def __iter__(self) -> Iterator[int]:
         for shard in self.shards():
             yield from shard
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self.shards())
+        return sum(self.shard_sizes())
 
 
 @DATA_SAMPLERS.register_module()
@@ -126,16 +130,15 @@ class MultiSourceBatchSampler(BatchSampler):
             self.probs = p / p.sum()
         else:
             self.probs = sizes / sizes.sum()
-        small = [n for n, k in zip(sampler.dataset.source_names, self._shard_sizes()) if k < batch_size]
+        small = [
+            n for n, k in zip(sampler.dataset.source_names, self.sampler.shard_sizes()) if k < batch_size
+        ]
         if small and strategy != "proportional":
             raise ValueError(f"sources {small} have fewer samples per rank than batch_size={batch_size}")
 
-    def _shard_sizes(self) -> list[int]:
-        return [len(s) for s in self.sampler.shards()]
-
     def source_sequence(self, epoch: int) -> list[int]:
         """Which source each batch of ``epoch`` comes from (identical on every rank)."""
-        per_source = [k // self.batch_size for k in self._shard_sizes()]
+        per_source = [k // self.batch_size for k in self.sampler.shard_sizes()]
         n = sum(per_source)
         rng = np.random.default_rng([self.sampler.seed, epoch, 7919])
         if self.strategy == "proportional":
@@ -159,4 +162,4 @@ class MultiSourceBatchSampler(BatchSampler):
             cursor[s] += self.batch_size
 
     def __len__(self) -> int:
-        return sum(k // self.batch_size for k in self._shard_sizes())
+        return sum(k // self.batch_size for k in self.sampler.shard_sizes())
