@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from multitask_vision.utils.checkpoint import checkpoint_safe_globals
 
@@ -44,7 +45,14 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     assert "segmentation/mIoU" in first.stdout + first.stderr
     assert "depth/abs_rel" in first.stdout + first.stderr
     history = json.loads((wd / "val_metrics.json").read_text())  # MetricsJSONHook
-    assert history[-1]["iter"] == 4 and "segmentation/mIoU" in history[-1]["metrics"]
+    metrics = history[-1]["metrics"]
+    assert history[-1]["iter"] == 4 and "segmentation/mIoU" in metrics
+    # the quickstart's single-task baselines give Δm, computed from the logged metrics
+    baselines = Config.fromfile(TINY).val_evaluator.baselines
+    assert set(baselines) == {"detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"}
+    terms = [(-1 if k == "depth/abs_rel" else 1) * (metrics[k] - b) / b for k, b in baselines.items()]
+    expected = 100 * sum(terms) / len(terms)
+    assert metrics["multitask/delta_m"] == pytest.approx(expected)
 
     second = train(tmp_path, "--resume", "--cfg-options", "train_cfg.max_iters=6")
     log = second.stdout + second.stderr

@@ -78,6 +78,6 @@ depth_metric = dict(
 val_evaluator = dict(
     type="MultiTaskEvaluator",
     metrics=[detection_metric, segmentation_metric, depth_metric],
-    baselines=None,
+    baselines={},  # {metric name: single-task value}; empty = no Δm
 )
 test_evaluator = val_evaluator
