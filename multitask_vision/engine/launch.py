@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,12 +20,54 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         raise FileNotFoundError(f"config file not found: {path}")
     cfg = Config.fromfile(path)
     if cfg_options:
+        lengths = _schedule_lengths(cfg)
         cfg.merge_from_dict(cfg_options)
+        _follow_schedule_length(cfg, lengths)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
     return cfg
+
+
+def _schedule_lengths(cfg: Config) -> dict[bool, int]:
+    """The training length, keyed by ``by_epoch``: {False: max_iters} or {True: max_epochs}."""
+    loop = cfg.get("train_cfg") or {}
+    return {
+        by_epoch: loop[key] for by_epoch, key in ((False, "max_iters"), (True, "max_epochs")) if key in loop
+    }
+
+
+def _follow_schedule_length(cfg: Config, before: dict[bool, int]) -> None:
+    """When ``--cfg-options`` changes ``train_cfg.max_iters`` (or ``max_epochs``), the parameter schedulers
+    that ended with training (``end`` equal to the old length) end with the new one: a config can only
+    write ``end=max_iters`` as a number, so without this a shortened run would stop mid-decay and a
+    lengthened one would train at the final learning rate for the rest. Each change is logged."""
+    from mmengine.logging import print_log
+
+    after = _schedule_lengths(cfg)
+    schedulers = cfg.get("param_scheduler") or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for i, sched in enumerate(schedulers):
+        by_epoch = bool(sched.get("by_epoch", True))
+        old, new = before.get(by_epoch), after.get(by_epoch)
+        if old is None or new is None or old == new or sched.get("end") != old:
+            continue
+        if sched.get("begin", 0) >= new:
+            unit = "epoch" if by_epoch else "iteration"
+            print_log(
+                f"param_scheduler[{i}] ({sched.get('type')}) begins at {sched.get('begin')}, at or after the "
+                f"last {unit} ({new}): it will never act",
+                logger="current",
+                level=logging.WARNING,
+            )
+            continue
+        sched["end"] = new
+        print_log(
+            f"param_scheduler[{i}] ({sched.get('type')}).end follows the training length: {old} -> {new}",
+            logger="current",
+        )
 
 
 def setup_distributed(launcher: str, cfg: Config) -> None:
