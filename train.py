@@ -9,6 +9,7 @@ uv run torchrun --nproc_per_node=2 train.py --config C --launcher pytorch
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from multitask_vision.engine.launch import DictAction, load_config, setup_distributed, user_errors
@@ -59,6 +60,17 @@ def build_runner(args: argparse.Namespace):
         if not Path(args.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
         cfg.load_from = args.checkpoint
+    if args.resume and any(
+        k in (args.cfg_options or {}) for k in ("train_cfg.max_iters", "train_cfg.max_epochs")
+    ):
+        from mmengine.logging import print_log
+
+        print_log(
+            "--resume restores the parameter schedulers (begin/end included) from the checkpoint: the new "
+            "train_cfg length changes when training stops, not the learning-rate schedule",
+            logger="current",
+            level=logging.WARNING,
+        )
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
