@@ -108,7 +108,7 @@ class ExportWrapper(nn.Module):
             outs = model.tensor(img, heads=self.heads)
         else:
             # a block-level export runs only the blocks the chosen ones depend on
-            outs = model._run(img, model.graph.ancestors(self.blocks))
+            outs = model.block_outputs(img, self.blocks)
         return [item for n in self.exported for item in flatten_outputs(n, outs[n], self._labels[n])]
 
     def forward(self, img: Tensor) -> tuple[Tensor, ...]:

@@ -257,11 +257,34 @@ class MultiTaskModel(BaseModel):
             self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), data_samples)
         return data_samples
 
+    @torch.no_grad()
+    def predict_per_head(self, inputs: torch.Tensor, data_samples: list) -> dict[str, list]:
+        """Run the trunk once and each head into its own fresh samples that carry only the metainfo of
+        ``data_samples``: ``{head name: samples holding only that head's predictions}`` (for drawing or
+        comparing heads without one head's fields hiding another's)."""
+        heads = self.graph.heads
+        outs = self._run(inputs, self._trunk_for(heads))
+        per_head: dict[str, list] = {}
+        for head in heads:
+            preds = [type(s)(metainfo=s.metainfo) for s in data_samples]
+            self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), preds)
+            per_head[head.name] = preds
+        return per_head
+
     def tensor(self, inputs: torch.Tensor, heads: Sequence[str] | None = None) -> dict[str, Any]:
         """Raw outputs of the chosen heads (default all), keyed by head name: for export and benchmarks."""
         nodes = self.graph.heads if heads is None else [self._head(n) for n in heads]
-        outs = self._run(inputs, self.graph.ancestors([n.name for n in nodes]))
-        return {n.name: outs[n.name] for n in nodes}
+        return self.block_outputs(inputs, [n.name for n in nodes])
+
+    def block_outputs(self, inputs: torch.Tensor, blocks: Sequence[str]) -> dict[str, Any]:
+        """Raw outputs of any blocks (trunk or heads), keyed by block name, running only what they depend on."""
+        unknown = [b for b in blocks if b not in self.graph.nodes]
+        if unknown:
+            raise KeyError(
+                f"no block named {', '.join(map(repr, unknown))}; blocks: {', '.join(self.graph.order)}"
+            )
+        outs = self._run(inputs, self.graph.ancestors(list(blocks)))
+        return {b: outs[b] for b in blocks}
 
     def _head(self, name: str) -> BlockNode:
         node = self.graph.nodes.get(name)

@@ -20,7 +20,7 @@ import torch
 from mmengine.model import is_model_wrapper
 
 from multitask_vision.registry import DRAWERS
-from multitask_vision.structures import MultiTaskDataSample, labelled_tasks
+from multitask_vision.structures import labelled_tasks
 from multitask_vision.visualization.canvas import hstack, placeholder, text_strip, vstack
 from multitask_vision.visualization.drawers import TaskDrawer, TaskPanels, resize_map, to_numpy
 
@@ -61,15 +61,8 @@ def predict_per_head(model: Any, data: dict) -> tuple[list, dict[str, list]]:
     """
     model = unwrap(model)
     data = model.data_preprocessor(data, False)
-    inputs, samples = data["inputs"], data["data_samples"]
-    heads = model.graph.heads
-    outs = model._run(inputs, model._trunk_for(heads))
-    per_head: dict[str, list] = {}
-    for head in heads:
-        preds = [MultiTaskDataSample(metainfo=s.metainfo) for s in samples]
-        model.adapters[head.name].predict(model.blocks[head.name], model._gather(head, outs), preds)
-        per_head[head.name] = preds
-    return samples, per_head
+    samples = data["data_samples"]
+    return samples, model.predict_per_head(data["inputs"], samples)
 
 
 def drawer_for_fields(task: str, head: str, fields: set[str]) -> list[type]:

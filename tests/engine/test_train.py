@@ -58,7 +58,9 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
     assert "resumed epoch: 0, iter: 4" in log
-    assert "--resume restores the parameter schedulers" in log  # the longer run keeps the checkpoint's schedule
+    assert (
+        "--resume restores the parameter schedulers" in log
+    )  # the longer run keeps the checkpoint's schedule
     assert "Iter(train) [5/6]" in log and "Iter(train) [1/6]" not in log
     ck6 = load_ckpt(wd / "iter_6.pth")
     assert ck6["meta"]["iter"] == 6

@@ -86,6 +86,34 @@ def test_tensor_mode_returns_raw_head_outputs(tiny_blocks):
     assert set(only) == {"depth_head"}
 
 
+def test_predict_per_head_separates_heads_and_matches_predict(tiny_blocks, batch):
+    model = build(tiny_blocks).eval()
+    inputs, samples = batch([("detection",), ("depth",)])
+    per_head = model.predict_per_head(inputs, samples)
+    joint = model.predict(inputs, [s.clone() for s in samples])
+    fields = {"det_head": "pred_instances", "seg_head": "pred_sem_seg", "depth_head": "pred_depth_map"}
+    assert set(per_head) == set(fields)
+    for head, field in fields.items():
+        for sample, own, both in zip(samples, per_head[head], joint, strict=True):
+            # only this head's predictions, no ground truth, the inputs' metainfo
+            assert [k for k in own.keys() if k.startswith(("pred_", "gt_"))] == [field]
+            assert own.metainfo == sample.metainfo
+            mine, theirs = getattr(own, field), getattr(both, field)
+            for key in theirs.keys():
+                torch.testing.assert_close(getattr(mine, key), getattr(theirs, key))
+    assert "pred_instances" not in samples[0]  # the given samples are left untouched
+
+
+def test_block_outputs_run_any_block(tiny_blocks):
+    model = build(tiny_blocks).eval()
+    img = torch.randn(1, 3, 64, 64)
+    out = model.block_outputs(img, ["neck", "depth_head"])
+    assert set(out) == {"neck", "depth_head"}
+    torch.testing.assert_close(out["depth_head"], model.tensor(img, heads=["depth_head"])["depth_head"])
+    with pytest.raises(KeyError, match=r"no block named 'nekc'; blocks: backbone, neck"):
+        model.block_outputs(img, ["nekc"])
+
+
 def test_wrong_in_channels_names_the_edge(tiny_blocks):
     tiny_blocks[1]["in_channels"] = [256, 256]
     with pytest.raises(GraphError, match=r"edge backbone\.layer3, backbone\.layer4 -> neck: in_channels\[1\]=256 "
