@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from multitask_vision.registry import COMPRESSION
 
@@ -98,18 +99,35 @@ class ExportWrapper(nn.Module):
                 raise ValueError(f"export: no block named {name!r} (blocks: {', '.join(graph.order)})")
         self._labels = {n: head_output_labels(model.blocks[n]) for n in self.exported}
         with torch.no_grad():
-            self.output_names = [name for name, _ in self._named(example)]
+            outs = self._outputs(example)
+        # each block's output names and nesting, to rebuild its raw output from a runtime's flat outputs
+        self._structure: dict[str, tuple[list[str], TreeSpec]] = {}
+        for n in self.exported:
+            named = flatten_outputs(n, outs[n], self._labels[n])
+            leaves, spec = tree_flatten(outs[n])
+            if len(leaves) != len(named) or any(a is not b for a, (_, b) in zip(leaves, named)):
+                raise RuntimeError(f"export: {n}'s flattened outputs are not in pytree order")
+            self._structure[n] = ([name for name, _ in named], spec)
+        self.output_names = [name for n in self.exported for name in self._structure[n][0]]
         if len(set(self.output_names)) != len(self.output_names):
             raise ValueError(f"export: output names collide: {self.output_names}")
 
-    def _named(self, img: Tensor) -> list[tuple[str, Tensor]]:
+    def _outputs(self, img: Tensor) -> dict[str, Any]:
         model: Any = self.model
         if self.blocks is None:
-            outs = model.tensor(img, heads=self.heads)
-        else:
-            # a block-level export runs only the blocks the chosen ones depend on
-            outs = model.block_outputs(img, self.blocks)
+            return model.tensor(img, heads=self.heads)
+        # a block-level export runs only the blocks the chosen ones depend on
+        return model.block_outputs(img, self.blocks)
+
+    def _named(self, img: Tensor) -> list[tuple[str, Tensor]]:
+        outs = self._outputs(img)
         return [item for n in self.exported for item in flatten_outputs(n, outs[n], self._labels[n])]
+
+    def raw_outputs(self, block: str, flat: dict[str, Tensor]) -> Any:
+        """``block``'s raw output, nested as the block returns it, rebuilt from flat named outputs (an ONNX
+        Runtime session's): what a head's ``predict_by_feat`` takes."""
+        names, spec = self._structure[block]
+        return tree_unflatten([flat[n] for n in names], spec)
 
     def forward(self, img: Tensor) -> tuple[Tensor, ...]:
         return tuple(t for _, t in self._named(img))

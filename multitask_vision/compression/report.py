@@ -175,14 +175,16 @@ def evaluate(
     *,
     outputs_fn: Callable[[Tensor], dict[str, Tensor]] | None = None,
     manifest: dict | None = None,
+    wrapper: Any = None,
     progress: Callable | None = None,
     desc: str = "evaluate",
 ) -> dict[str, float]:
     """Per-task metrics. Without ``outputs_fn``: ``model.test_step`` (the heads' own ``predict``). With it (an
-    exported model): the batch is normalised by ``model.data_preprocessor``, run through ``outputs_fn`` and
-    decoded by the runtime helper (``manifest``)."""
-    from multitask_vision.compression.postprocess import fill_data_samples
-
+    exported model): the batch is normalised by ``model.data_preprocessor``, run through ``outputs_fn``, and its
+    flat outputs decoded by the runtime helper (``manifest``) for the heads it knows; every other head (mmdet,
+    mmseg, your own) gets its raw outputs back in their nesting (``wrapper.raw_outputs``) and decodes them with
+    its own ``predict_by_feat`` through its adapter, as mmdeploy does. Raises ``NotImplementedError`` for a
+    head that cannot decode raw outputs."""
     loader = eval_loader(cfg, dataset, max_samples)
     evaluator = build_evaluator(cfg, dataset)
     model.eval()
@@ -196,11 +198,26 @@ def evaluate(
                 assert manifest is not None
                 prepped = model.data_preprocessor(data, False)  # type: ignore[operator]
                 samples = prepped["data_samples"]
-                fill_data_samples(manifest, outputs_fn(prepped["inputs"]), samples)
+                fill_exported_predictions(model, manifest, wrapper, outputs_fn(prepped["inputs"]), samples)
             evaluator.process(data_samples=samples, data_batch=data)
             n += len(samples)
     metrics = evaluator.evaluate(n)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def fill_exported_predictions(
+    model: Any, manifest: dict, wrapper: Any, outputs: dict[str, Tensor], samples: list
+) -> None:
+    """Predictions of an exported model's flat outputs into ``samples`` (see :func:`evaluate`)."""
+    from multitask_vision.compression.postprocess import fill_data_samples
+
+    for name in fill_data_samples(manifest, outputs, samples):  # the heads the runtime helper did not decode
+        if wrapper is None:
+            raise NotImplementedError(f"the runtime helper does not decode head {name!r}")
+        module = model.blocks[name]
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        raw = wrapper.raw_outputs(name, {k: v.to(device) for k, v in outputs.items()})
+        model.adapters[name].predict_from_outputs(module, raw, samples)
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -29,10 +29,18 @@ class Block(nn.Module):
 
 
 class TaskHead(Block):
-    """A head: ``forward`` gives raw outputs; ``loss``/``predict`` own the task's GT and prediction format."""
+    """A head: ``forward`` gives raw outputs; ``loss``/``predict`` own the task's GT and prediction format.
+
+    ``predict`` is ``forward`` then ``predict_by_feat`` (mmdet's/mmseg's name for the same split): decoding
+    from the raw outputs alone is what scores an exported model from ONNX Runtime's outputs."""
 
     def loss(self, x: Any, data_samples: list) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict(self, x: Any, data_samples: list) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def predict(self, x: Any, data_samples: list) -> None:
+        """Write predictions (original image coordinates) into ``data_samples``."""
+        self.predict_by_feat(self(x), data_samples)
+
+    def predict_by_feat(self, outputs: Any, data_samples: list) -> None:  # pragma: no cover - abstract
+        """The same from ``forward``'s raw outputs."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode raw outputs (predict_by_feat)")

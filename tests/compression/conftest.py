@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 TINY = HERE / "tiny_train.py"
 TINY_QAT = HERE / "tiny_qat.py"
+TINY_MMLAB = HERE / "tiny_mmlab.py"
 
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 

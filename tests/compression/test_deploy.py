@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 
-from tests.compression.conftest import ROOT, TINY, load_script
+from tests.compression.conftest import ROOT, TINY, TINY_MMLAB, build, load_script
 
 DEPLOY_CONFIGS = sorted((ROOT / "configs").glob("deploy*.py"))
 # keep every variant quick: few evaluation samples, few timed runs, short fine-tune, small calibration set
@@ -95,6 +96,28 @@ def test_deploy_config_end_to_end(in_workspace, path):
     if q.get("method") in ("static", "qat") and "x86" in q.get("backend", "x86"):
         row = next(r for r in report["stages"] if r["stage"].startswith("quantized"))
         assert row["metrics"] and Path(row["file"]).suffix == ".pt2"
+
+
+def test_exported_openmmlab_heads_are_scored_by_their_own_decoding(in_workspace):
+    """mmdet/mmseg heads have no runtime-helper decoder: the exported file's ONNX Runtime outputs are decoded by
+    the heads' own predict_by_feat, so the exported model gets the same metrics as the PyTorch model."""
+    ws = in_workspace
+    torch.save(dict(meta=dict(), state_dict=build(TINY_MMLAB).state_dict()), ws / "tiny_mmlab.pth")
+    (ws / "export_only.py").write_text(
+        "export = dict(format='onnx')\nevaluation = dict(max_samples=8)\nbenchmark = dict(runs=2, warmup=0)\n"
+    )
+    args = ["--config", str(TINY_MMLAB), "--checkpoint", str(ws / "tiny_mmlab.pth")]
+    args += ["--deploy-config", str(ws / "export_only.py"), "--output", str(ws / "mmlab")]
+    assert load_script("deploy").main(args) == 0
+    report = json.loads((ws / "mmlab" / "report.json").read_text())
+    original, fp32 = report["stages"]
+    assert fp32["stage"] == "exported fp32 ONNX" and fp32["parity"]["ok"]
+    assert any(name.startswith("det_head.") for name in fp32["parity"]["max_abs_diff"])
+    keys = {"detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"}
+    assert keys <= original["metrics"].keys() and fp32["metrics"].keys() == original["metrics"].keys()
+    for key, value in original["metrics"].items():
+        assert fp32["metrics"][key] == pytest.approx(value, abs=1e-3), key
+    assert any("['det_head', 'seg_head']" in note and "predict_by_feat" in note for note in report["notes"])
 
 
 @pytest.mark.parametrize(

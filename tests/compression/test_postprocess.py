@@ -7,7 +7,8 @@ import torch
 
 from multitask_vision.compression.export import ExportWrapper
 from multitask_vision.compression.postprocess import build_manifest, fill_data_samples, preprocess
-from tests.compression.conftest import build
+from multitask_vision.compression.report import fill_exported_predictions
+from tests.compression.conftest import TINY_MMLAB, build
 from tests.conftest import make_sample
 
 
@@ -49,3 +50,29 @@ def test_numpy_preprocess_matches_the_data_preprocessor():
     assert batch.shape == tuple(ref.shape) == (2, 3, 64, 96)
     np.testing.assert_allclose(batch, ref.numpy(), atol=1e-5)
     assert metas[0]["img_shape"] == (50, 70) and metas[1]["batch_input_shape"] == (64, 96)
+
+
+def test_openmmlab_heads_decode_flat_exported_outputs_like_predict():
+    """Heads the runtime helper does not know (mmdet FCOSHead, mmseg FCNHead): the exported file's flat
+    outputs are nested back (wrapper.raw_outputs) and decoded by the heads' own predict_by_feat."""
+    model = build(TINY_MMLAB)
+    img = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    meta = dict(img_shape=(56, 60), ori_shape=(112, 120), scale_factor=(0.5, 0.5))
+    ref = [make_sample(("detection", "segmentation", "depth"), seed=i) for i in range(2)]
+    ours = [make_sample(("detection", "segmentation", "depth"), seed=i) for i in range(2)]
+    for s in ref + ours:
+        s.set_metainfo(meta)
+    model.predict(img, ref)
+    wrapper = ExportWrapper(model, img)
+    assert "det_head.cls_1" in wrapper.output_names and "seg_head.logits" in wrapper.output_names
+    with torch.no_grad():
+        outs = dict(zip(wrapper.output_names, wrapper(img)))
+    manifest = build_manifest(model, wrapper.output_names)
+    assert fill_data_samples(manifest, outs, [s.clone() for s in ours]) == ["det_head", "seg_head"]
+    fill_exported_predictions(model, manifest, wrapper, outs, ours)
+    for r, o in zip(ref, ours):
+        assert len(r.pred_instances) > 10
+        for key in ("bboxes", "scores", "labels"):
+            torch.testing.assert_close(o.pred_instances[key], r.pred_instances[key])
+        assert torch.equal(o.pred_sem_seg.data, r.pred_sem_seg.data) and o.pred_sem_seg.shape == (112, 120)
+        torch.testing.assert_close(o.pred_depth_map.data, r.pred_depth_map.data)

@@ -259,6 +259,26 @@ def test_mixed_native_and_openmmlab_graph_trains_and_predicts():
     assert all({"pred_instances", "pred_sem_seg", "pred_depth_map"} <= set(s.keys()) for s in out)
 
 
+def test_predict_from_raw_outputs_equals_predict():
+    """What scores an exported model: each head decodes its raw (tensor-mode) outputs through its adapter's
+    predict_from_outputs (mmdet/mmseg predict_by_feat, ours predict_by_feat) exactly as predict() does."""
+    model = mixed_model().eval()
+    x = inputs(2)
+    samples = det_samples(MultiTaskDataSample, n=2, scale=2.0)  # rescaled to a 2x smaller original
+    joint = model(x, copy.deepcopy(samples), mode="predict")
+    raw = model.tensor(x)
+    fields = {"det_head": ("pred_instances", ("bboxes", "scores", "labels")),
+              "seg_head": ("pred_sem_seg", ("data",)), "depth_head": ("pred_depth_map", ("data",))}  # fmt: skip
+    for head, (field, keys) in fields.items():
+        fresh = [MultiTaskDataSample(metainfo=s.metainfo) for s in samples]
+        model.adapters[head].predict_from_outputs(model.blocks[head], raw[head], fresh)
+        for a, b in zip(fresh, joint, strict=True):
+            for key in keys:
+                torch.testing.assert_close(getattr(getattr(a, field), key), getattr(getattr(b, field), key))
+    assert all(len(s.pred_instances) > 0 for s in joint)  # boxes were really compared
+    assert joint[0].pred_sem_seg.data.shape == (1, 32, 32)
+
+
 def test_head_losses_run_in_fp32_under_autocast():
     """--amp: head losses run with autocast off on float inputs (mmcv's CUDA focal loss has no bf16 kernel)."""
     model = mixed_model().eval()

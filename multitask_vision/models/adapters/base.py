@@ -49,3 +49,10 @@ class BlockAdapter:
     def predict(self, module: nn.Module, x: Any, data_samples: list) -> None:
         """Write the head's predictions into ``data_samples`` (original image coordinates)."""
         raise NotImplementedError
+
+    def predict_from_outputs(self, module: nn.Module, outputs: Any, data_samples: list) -> None:
+        """The same as :meth:`predict`, from the head's raw outputs (what :meth:`forward` returned, e.g. read
+        back from ONNX Runtime): what scores an exported model."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot predict from the raw outputs of {type(module).__name__}"
+        )

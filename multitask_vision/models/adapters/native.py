@@ -33,5 +33,8 @@ class NativeAdapter(BlockAdapter):
     def predict(self, module: nn.Module, x: Any, data_samples: list) -> None:
         cast(TaskHead, module).predict(x, data_samples)
 
+    def predict_from_outputs(self, module: nn.Module, outputs: Any, data_samples: list) -> None:
+        cast(TaskHead, module).predict_by_feat(outputs, data_samples)
+
 
 DEFAULT_ADAPTERS[SCOPE] = "NativeAdapter"

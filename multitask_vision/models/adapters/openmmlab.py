@@ -118,6 +118,13 @@ class MMDetAdapter(OpenMMLabAdapter):
         for sample, result in zip(data_samples, results):
             sample.pred_instances = result
 
+    def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
+        # BaseDenseHead.predict is ``predict_by_feat(*self(x), batch_img_metas=..., rescale=...)``
+        metas = [s.metainfo for s in data_samples]
+        results = module.predict_by_feat(*outputs, batch_img_metas=metas, rescale=True)
+        for sample, result in zip(data_samples, results):
+            sample.pred_instances = result
+
 
 @ADAPTERS.register_module()
 class MMSegAdapter(OpenMMLabAdapter):
@@ -160,12 +167,21 @@ class MMSegAdapter(OpenMMLabAdapter):
         return _sum_lists(module.loss(self._levels(x), data_samples, ConfigDict()))
 
     def predict(self, module: Any, x: Any, data_samples: list) -> None:
+        metas = [s.metainfo for s in data_samples]
+        self._postprocess(module, module.predict(self._levels(x), metas, ConfigDict()), data_samples)
+
+    def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
+        # BaseDecodeHead.predict is ``predict_by_feat(self.forward(inputs), batch_img_metas)``
+        metas = [s.metainfo for s in data_samples]
+        self._postprocess(module, module.predict_by_feat(outputs, metas), data_samples)
+
+    @staticmethod
+    def _postprocess(module: Any, logits: torch.Tensor, data_samples: list) -> None:
+        """EncoderDecoder.postprocess_result: crop the padding, resize to the original size, argmax/threshold."""
         from mmseg.models.utils import resize
 
-        metas = [s.metainfo for s in data_samples]
-        logits = module.predict(self._levels(x), metas, ConfigDict())
-        # EncoderDecoder.postprocess_result: crop the padding, resize to the original size, argmax/threshold
-        for i, (sample, meta) in enumerate(zip(data_samples, metas)):
+        for i, sample in enumerate(data_samples):
+            meta = sample.metainfo
             h, w = meta["img_shape"][:2]
             one = logits[i : i + 1, :, :h, :w]
             one = resize(

@@ -86,8 +86,8 @@ class DepthHead(DenseHead):
             losses["loss_depth_silog"] = self.loss_silog_weight * silog
         return losses
 
-    def predict(self, x, data_samples: list) -> None:
-        depth = self(x).float()  # (B, 1, h, w)
+    def predict_by_feat(self, outputs, data_samples: list) -> None:
+        depth = outputs.float()  # (B, 1, h, w)
         for sample, sample_depth in zip(data_samples, depth):
             pred = to_original(sample_depth, sample.metainfo).clamp(
                 self.min_depth, self.max_depth

@@ -307,8 +307,8 @@ class AnchorFreeDetHead(TaskHead):
         )
 
     # ------------------------------------------------------------------------------------------- predict
-    def predict(self, x, data_samples: list) -> None:
-        cls_scores, bbox_preds, centernesses = self(x)
+    def predict_by_feat(self, outputs, data_samples: list) -> None:
+        cls_scores, bbox_preds, centernesses = outputs
         b, k = cls_scores[0].shape[:2]
         device = cls_scores[0].device
         points, _, _ = self.points([c.shape[-2:] for c in cls_scores], device)

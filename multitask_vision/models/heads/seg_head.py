@@ -69,8 +69,8 @@ class SegHead(DenseHead):
             acc = correct.float() * 100.0 / valid.sum().clamp(min=1)
         return dict(loss_seg=self.loss_weight * loss, acc_seg=acc)
 
-    def predict(self, x, data_samples: list) -> None:
-        logits = self(x).float()  # (B, K, h, w)
+    def predict_by_feat(self, outputs, data_samples: list) -> None:
+        logits = outputs.float()  # (B, K, h, w)
         for sample, sample_logits in zip(data_samples, logits):
             seg = to_original(sample_logits, sample.metainfo)  # (K, H0, W0)
             sample.seg_logits = PixelData(data=seg)
