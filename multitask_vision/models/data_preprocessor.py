@@ -2,7 +2,8 @@
 
 Images are padded to a multiple of ``pad_size_divisor`` (bottom/right, like mmdet and mmseg); the padded
 area of a training segmentation map gets ``seg_pad_value`` (the ignore index) and of a depth map
-``depth_pad_value`` (0 = invalid), so padding never becomes a training target. Every sample gets ``batch_input_shape`` and
+``depth_pad_value`` (0 = invalid), so padding never becomes a training target; any other per-pixel ground truth
+(a ``gt_*`` ``PixelData`` field of a new task) gets its value from ``dense_gt_pad_values``. Every sample gets ``batch_input_shape`` and
 ``pad_shape`` metainfo, which mmdet/mmseg heads and our heads read.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from mmengine.model import ImgDataPreprocessor
+from mmengine.structures import PixelData
 
 from multitask_vision.registry import MODELS
 
@@ -30,6 +32,7 @@ class MultiTaskDataPreprocessor(ImgDataPreprocessor):
         bgr_to_rgb: bool = True,
         seg_pad_value: int = 255,
         depth_pad_value: float = 0.0,
+        dense_gt_pad_values: dict[str, float] | None = None,
         non_blocking: bool = False,
     ) -> None:
         super().__init__(
@@ -42,6 +45,14 @@ class MultiTaskDataPreprocessor(ImgDataPreprocessor):
         )
         self.seg_pad_value = seg_pad_value
         self.depth_pad_value = depth_pad_value
+        # ground-truth field -> padding value (a value that the head's loss ignores)
+        self.dense_gt_pad_values: dict[str, float] = {
+            f: getattr(self, arg) for f, arg in DENSE_GT_FIELDS.items()
+        }
+        for field, value in (dense_gt_pad_values or {}).items():
+            if not field.startswith("gt_"):
+                raise ValueError(f"data_preprocessor.dense_gt_pad_values: {field!r} is not a gt_* field")
+            self.dense_gt_pad_values[field] = value
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(data, training)
@@ -55,15 +66,26 @@ class MultiTaskDataPreprocessor(ImgDataPreprocessor):
             sample.set_metainfo(dict(batch_input_shape=(h, w), pad_shape=(h, w)))
             if not training:
                 continue
-            for field, pad_arg in DENSE_GT_FIELDS.items():
-                if field in sample:
-                    pixel = getattr(sample, field)
-                    gh, gw = pixel.data.shape[-2:]
-                    if (gh, gw) != (h, w):
-                        if gh > h or gw > w:
-                            raise ValueError(
-                                f"{field} of {sample.metainfo.get('img_path', 'a sample')} is {gh}x{gw}, "
-                                f"larger than its padded image {h}x{w}: the pipeline resized the image but not it"
-                            )
-                        pixel.data = F.pad(pixel.data, (0, w - gw, 0, h - gh), value=getattr(self, pad_arg))
+            for field in sample.keys():
+                pixel = getattr(sample, field)
+                if not (field.startswith("gt_") and isinstance(pixel, PixelData)):
+                    continue
+                gh, gw = pixel.data.shape[-2:]
+                if (gh, gw) == (h, w):
+                    continue
+                where = sample.metainfo.get("img_path", "a sample")
+                if gh > h or gw > w:
+                    raise ValueError(
+                        f"{field} of {where} is {gh}x{gw}, "
+                        f"larger than its padded image {h}x{w}: the pipeline resized the image but not it"
+                    )
+                if field not in self.dense_gt_pad_values:
+                    raise ValueError(
+                        f"{field} of {where} must be padded from {gh}x{gw} to {h}x{w} but has no padding value: "
+                        f"set data_preprocessor.dense_gt_pad_values={{'{field}': <a value its loss ignores>}}"
+                    )
+                # PixelData fixes its (H, W) once set: a new one, every map of it padded alike
+                value = self.dense_gt_pad_values[field]
+                padded = {k: F.pad(v, (0, w - gw, 0, h - gh), value=value) for k, v in pixel.items()}
+                setattr(sample, field, PixelData(metainfo=pixel.metainfo, **padded))
         return data

@@ -75,7 +75,8 @@ def meta_shape(meta: dict[str, Any], key: str) -> tuple[int, int]:
 
 
 def stack_pixel_gt(data_samples: list, field: str) -> Tensor:
-    """Stack ``sample.<field>.data`` ((1, H, W) each) into (B, 1, H, W); sizes must already agree (padded)."""
+    """Stack ``sample.<field>.data`` ((C, H, W) or (H, W) each) into (B, C, H, W); sizes must already agree
+    (padded)."""
     maps = [getattr(sample, field).data for sample in data_samples]
     sizes = {tuple(m.shape[-2:]) for m in maps}
     if len(sizes) != 1:
@@ -83,7 +84,7 @@ def stack_pixel_gt(data_samples: list, field: str) -> Tensor:
             f"{field} sizes differ within the batch ({sorted(sizes)}): the data preprocessor must pad them "
             "to the batch input size"
         )
-    return torch.stack([m.reshape(1, *m.shape[-2:]) for m in maps])  # (B, 1, H, W)
+    return torch.stack([m if m.dim() == 3 else m.reshape(1, *m.shape[-2:]) for m in maps])  # (B, C, H, W)
 
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
