@@ -173,7 +173,15 @@ class MultiTaskModel(BaseModel):
         ]
 
     def init_weights(self) -> None:
+        """Each block's own initialisation (an mmdet/mmseg block's ``init_cfg``: FCOS's prior-probability
+        classifier bias, ResNet's Kaiming convs ...), then the ``init_from`` checkpoints over it.
+
+        mmengine's ``BaseModule.init_weights`` only reaches children that have ``init_weights`` themselves, and
+        the blocks sit in an ``nn.ModuleDict``, which has none: they are initialised here."""
         super().init_weights()
+        for block in self.blocks.values():
+            if hasattr(block, "init_weights") and not getattr(block, "is_init", False):
+                block.init_weights()
         for entry in self.init_from:
             load_block_weights(self.blocks, **entry)
 

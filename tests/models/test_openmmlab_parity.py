@@ -279,6 +279,38 @@ def test_predict_from_raw_outputs_equals_predict():
     assert joint[0].pred_sem_seg.data.shape == (1, 32, 32)
 
 
+def test_init_weights_applies_every_openmmlab_blocks_init_cfg():
+    """The blocks live in a ModuleDict, which mmengine's recursive init_weights does not enter: the model must
+    initialise them itself, or FCOS starts without its prior-probability bias (initial focal loss ~10x)."""
+    from mmdet.models.utils import multi_apply  # noqa: F401  (mmdet imported: its init helpers registered)
+    from mmengine.model import bias_init_with_prob
+
+    model = mixed_model()
+    det, seg = model.blocks["det_head"], model.blocks["seg_head"]
+    assert not torch.allclose(
+        det.conv_cls.bias, torch.full_like(det.conv_cls.bias, bias_init_with_prob(0.01))
+    )
+    model.init_weights()
+    torch.testing.assert_close(
+        det.conv_cls.bias, torch.full_like(det.conv_cls.bias, bias_init_with_prob(0.01))
+    )
+    assert (
+        0.005 < float(det.conv_cls.weight.detach().std()) < 0.015
+    )  # normal(std=0.01), not PyTorch's default
+    assert (
+        0.005 < float(seg.conv_seg.weight.detach().std()) < 0.015
+        and float(seg.conv_seg.bias.abs().max()) == 0.0
+    )
+    assert all(getattr(b, "is_init", True) for b in model.blocks.values())
+    # the mmseg backbone (ResNetV1c, zero_init_residual=True): each residual branch's last norm starts at 0
+    last_norms = [
+        blk.norm2
+        for layer in model.blocks["backbone"].res_layers
+        for blk in getattr(model.blocks["backbone"], layer)
+    ]
+    assert last_norms and all(bool((n.weight == 0).all()) for n in last_norms)
+
+
 def test_head_losses_run_in_fp32_under_autocast():
     """--amp: head losses run with autocast off on float inputs (mmcv's CUDA focal loss has no bf16 kernel)."""
     model = mixed_model().eval()
