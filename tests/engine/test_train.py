@@ -70,6 +70,17 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     assert float(step6) == float(step4) + 2
 
 
+def test_voc_nyu_config_trains_on_real_sized_images(tmp_path):
+    """The VOC + NYUv2 config (two segmentation tasks, mmdet/mmseg heads) on synthetic data in both layouts at
+    real image sizes: batches from either source train, and every task is validated."""
+    cfg = ROOT / "tests/configs/tiny_voc_nyu.py"
+    proc = run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir", "wd"], tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    metrics = json.loads((tmp_path / "wd" / "val_metrics.json").read_text())[-1]["metrics"]
+    for key in ("detection/pascal_voc/mAP", "seg_voc/mIoU", "seg_nyu/mIoU", "depth/abs_rel"):
+        assert key in metrics, sorted(metrics)
+
+
 def test_two_process_gloo_training(tmp_path):
     args = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29617",
