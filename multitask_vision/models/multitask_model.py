@@ -180,8 +180,9 @@ class MultiTaskModel(BaseModel):
         the blocks sit in an ``nn.ModuleDict``, which has none: they are initialised here."""
         super().init_weights()
         for block in self.blocks.values():
-            if hasattr(block, "init_weights") and not getattr(block, "is_init", False):
-                block.init_weights()
+            init = getattr(block, "init_weights", None)
+            if callable(init) and not getattr(block, "is_init", False):
+                init()
         for entry in self.init_from:
             load_block_weights(self.blocks, **entry)
 
