@@ -311,6 +311,23 @@ def test_init_weights_applies_every_openmmlab_blocks_init_cfg():
     assert last_norms and all(bool((n.weight == 0).all()) for n in last_norms)
 
 
+def test_backbone_init_cfg_pretrained_is_loaded(tmp_path):
+    """mmdet's way to start from ImageNet weights, ``init_cfg=dict(type='Pretrained', checkpoint=...)`` on the
+    backbone block, loads them at init_weights (it used to be silently ignored)."""
+    torch.manual_seed(1)
+    source = scoped_build("mmseg", MMSEG_BACKBONE)
+    torch.save(source.state_dict(), tmp_path / "backbone.pth")
+    torch.manual_seed(0)
+    model = MultiTaskModel(blocks=[
+        block("backbone", MMSEG_BACKBONE, "mmseg", "img",
+              init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "backbone.pth"))),
+        block("seg_head", FCN, "mmseg", "backbone", task="segmentation"),
+    ])  # fmt: skip
+    model.init_weights()
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(model.blocks["backbone"].state_dict()[name], value, msg=name)
+
+
 def test_head_losses_run_in_fp32_under_autocast():
     """--amp: head losses run with autocast off on float inputs (mmcv's CUDA focal loss has no bf16 kernel)."""
     model = mixed_model().eval()
