@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 # ------------------------------------------------------------------------------------------ size / params / MACs
 
@@ -216,7 +217,7 @@ def fill_exported_predictions(
             raise NotImplementedError(f"the runtime helper does not decode head {name!r}")
         module = model.blocks[name]
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
-        raw = wrapper.raw_outputs(name, {k: v.to(device) for k, v in outputs.items()})
+        raw = tree_map(lambda t, d=device: t.to(d), wrapper.raw_outputs(name, outputs))  # this head's only
         model.adapters[name].predict_from_outputs(module, raw, samples)
 
 

@@ -7,7 +7,7 @@ It knows no task names and no ground-truth formats: which samples a head trains 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -260,10 +260,7 @@ class MultiTaskModel(BaseModel):
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
         """Every head predicts for every sample (metrics later keep only the labelled ones)."""
-        heads = self.graph.heads
-        outs = self._run(inputs, self._trunk_for(heads))
-        for head in heads:
-            self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), data_samples)
+        self._predict_heads(inputs, lambda head: data_samples)
         return data_samples
 
     @torch.no_grad()
@@ -271,14 +268,17 @@ class MultiTaskModel(BaseModel):
         """Run the trunk once and each head into its own fresh samples that carry only the metainfo of
         ``data_samples``: ``{head name: samples holding only that head's predictions}`` (for drawing or
         comparing heads without one head's fields hiding another's)."""
+        return self._predict_heads(inputs, lambda head: [type(s)(metainfo=s.metainfo) for s in data_samples])
+
+    def _predict_heads(self, inputs: torch.Tensor, samples_for: Callable[[str], list]) -> dict[str, list]:
+        """The trunk once, then every head's ``predict`` into ``samples_for(head name)``."""
         heads = self.graph.heads
         outs = self._run(inputs, self._trunk_for(heads))
-        per_head: dict[str, list] = {}
+        written = {}
         for head in heads:
-            preds = [type(s)(metainfo=s.metainfo) for s in data_samples]
-            self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), preds)
-            per_head[head.name] = preds
-        return per_head
+            samples = written[head.name] = samples_for(head.name)
+            self.adapters[head.name].predict(self.blocks[head.name], self._gather(head, outs), samples)
+        return written
 
     def tensor(self, inputs: torch.Tensor, heads: Sequence[str] | None = None) -> dict[str, Any]:
         """Raw outputs of the chosen heads (default all), keyed by head name: for export and benchmarks."""

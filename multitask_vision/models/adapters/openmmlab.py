@@ -114,14 +114,15 @@ class MMDetAdapter(OpenMMLabAdapter):
 
     def predict(self, module: Any, x: Any, data_samples: list) -> None:
         x = tuple(x) if not isinstance(x, torch.Tensor) else (x,)
-        results = module.predict(x, data_samples, rescale=True)
-        for sample, result in zip(data_samples, results):
-            sample.pred_instances = result
+        self._write(data_samples, module.predict(x, data_samples, rescale=True))
 
     def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
         # BaseDenseHead.predict is ``predict_by_feat(*self(x), batch_img_metas=..., rescale=...)``
         metas = [s.metainfo for s in data_samples]
-        results = module.predict_by_feat(*outputs, batch_img_metas=metas, rescale=True)
+        self._write(data_samples, module.predict_by_feat(*outputs, batch_img_metas=metas, rescale=True))
+
+    @staticmethod
+    def _write(data_samples: list, results: list) -> None:
         for sample, result in zip(data_samples, results):
             sample.pred_instances = result
 
