@@ -61,7 +61,7 @@ def setup(args: argparse.Namespace) -> Context:
     from multitask_vision.compression import config as deploy_config
     from multitask_vision.compression.pruning import PRUNED_FORMAT, apply_shapes
     from multitask_vision.registry import MODELS
-    from multitask_vision.utils.checkpoint import checkpoint_safe_globals
+    from multitask_vision.utils.checkpoint import load_checkpoint_file
 
     cfg = load_config(args.config, args.cfg_options)
     dc = deploy_config.load_deploy_config(args.deploy_config, args.deploy_options)
@@ -73,8 +73,7 @@ def setup(args: argparse.Namespace) -> Context:
 
     init_default_scope(cfg.get("default_scope", "multitask_vision"))
     model = MODELS.build(copy.deepcopy(cfg.model))
-    with checkpoint_safe_globals():
-        blob = torch.load(ckpt, map_location="cpu")
+    blob = load_checkpoint_file(ckpt)
     if isinstance(blob, dict) and blob.get("format") == PRUNED_FORMAT:
         apply_shapes(model, blob["shapes"], blob["state_dict"])
         state = blob["state_dict"]

@@ -43,9 +43,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors():
         runner = build_runner(args)
-    from multitask_vision.utils.checkpoint import checkpoint_safe_globals
+    from multitask_vision.utils.checkpoint import CheckpointError
 
-    with checkpoint_safe_globals():
+    # the Runner reads --resume / --checkpoint files itself, through our loader (install_safe_loading)
+    with user_errors(CheckpointError):
         if args.eval_only:
             runner.test()  # MetricsJSONHook writes <work_dir>/test_metrics.json
         else:

@@ -299,11 +299,12 @@ def load_pruned(path: str | Path, model_cfg: dict | None = None) -> nn.Module:
     """Rebuild a model saved by :func:`save_pruned`: build it from its config (or ``model_cfg``), shrink every
     recorded layer to its saved shape, load the weights (strict). Weights-only loading stays on."""
     from multitask_vision.registry import MODELS
+    from multitask_vision.utils.checkpoint import load_checkpoint_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pruned model not found: {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_checkpoint_file(path)
     if not isinstance(blob, dict) or blob.get("format") != PRUNED_FORMAT:
         raise ValueError(f"{path} is not a pruned model saved by multitask_vision (format {PRUNED_FORMAT})")
     model = MODELS.build(copy.deepcopy(model_cfg or blob["model_cfg"]))

@@ -86,12 +86,14 @@ def setup_distributed(launcher: str, cfg: Config) -> None:
 
 
 @contextlib.contextmanager
-def user_errors():
-    """Inside: a config or input error becomes ``error: <reason>`` on stderr and exit code 2 (no traceback;
-    ``MTV_DEBUG=1`` shows it). Wrap set-up only, so that a bug during training keeps its traceback."""
+def user_errors(*kinds: type[BaseException]):
+    """Inside: a config or input error (``kinds``, default :data:`USER_ERRORS`) becomes ``error: <reason>`` on
+    stderr and exit code 2 (no traceback; ``MTV_DEBUG=1`` shows it). Wrap set-up only, or name narrow
+    ``kinds``, so that a bug during training keeps its traceback."""
+    caught: tuple[type[BaseException], ...] = kinds or USER_ERRORS
     try:
         yield
-    except USER_ERRORS as e:
+    except caught as e:
         if os.environ.get("MTV_DEBUG"):
             raise
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
-from multitask_vision.utils.checkpoint import checkpoint_safe_globals
+from multitask_vision.utils.checkpoint import load_checkpoint_file
 
 
 @dataclass
@@ -58,8 +57,7 @@ def load_block_weights(
                 f"init_from {checkpoint}: prefix_map[{src!r}] -> {target_prefix!r} names no block "
                 f"(blocks: {list(blocks)})"
             )
-    with checkpoint_safe_globals():
-        ckpt = _load_checkpoint(checkpoint, map_location="cpu")
+    ckpt = load_checkpoint_file(checkpoint)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     state = {k.removeprefix("module."): v for k, v in state.items()}
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from mmengine.dataset import pseudo_collate
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from mmengine.runner.checkpoint import load_state_dict
 
-from multitask_vision.utils.checkpoint import checkpoint_safe_globals
+from multitask_vision.utils.checkpoint import load_checkpoint_file
 
 
 def _few(keys: list[str], n: int = 3) -> str:
@@ -25,14 +24,7 @@ def load_weights(model: Any, path: str) -> dict:
     first few keys and their count: a checkpoint of another config must not load partially. Returns the
     checkpoint's ``meta``.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with checkpoint_safe_globals():
-            ckpt = _load_checkpoint(path, map_location="cpu")
-    except Exception as e:  # unpickling errors have many types; all mean "not a checkpoint we can read"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {first}") from e
+    ckpt = load_checkpoint_file(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds no state_dict")
