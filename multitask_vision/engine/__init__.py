@@ -1,7 +1,16 @@
-"""Training-loop plumbing on mmengine: hooks."""
+"""Training-loop plumbing on mmengine: hooks, the DDP wrapper, resuming."""
 
-from multitask_vision.engine.hooks import MetricsJSONHook, TaskCoverageHook
+from multitask_vision.engine.ddp import MultiTaskDistributedDataParallel
+from multitask_vision.engine.hooks import MetricsJSONHook, NonFiniteGuardHook, TaskCoverageHook
 from multitask_vision.engine.qat_hook import QATHook
 from multitask_vision.engine.vis_hooks import CurvesHook, MultiTaskVisualizationHook
 
-__all__ = ["CurvesHook", "MetricsJSONHook", "MultiTaskVisualizationHook", "QATHook", "TaskCoverageHook"]
+__all__ = [
+    "CurvesHook",
+    "MetricsJSONHook",
+    "MultiTaskDistributedDataParallel",
+    "MultiTaskVisualizationHook",
+    "NonFiniteGuardHook",
+    "QATHook",
+    "TaskCoverageHook",
+]
