@@ -38,7 +38,7 @@ from multitask_vision.datasets.base import voc_colormap
 SYNTHETIC_CLASSES = ("box", "ball", "cone", "ring")
 SYNTHETIC_SEG_CLASSES = ("background",) + SYNTHETIC_CLASSES
 
-GENERATOR_VERSION = 1  # bump whenever a seed stops giving the same files: datasets on disk then regenerate
+GENERATOR_VERSION = 2  # bump whenever a seed stops giving the same files: datasets on disk then regenerate
 MANIFEST = "synthetic_manifest.json"
 WALL_DEPTH = 10.0  # metres
 CAMERA_HEIGHT = 1.2  # metres above the floor
@@ -280,7 +280,8 @@ def _encode(ext: str, array: np.ndarray, params: Sequence[int] = ()) -> bytes:
 
 
 def voc_xml(img_id: str, scene: SyntheticScene, segmented: bool, img_suffix: str = ".jpg") -> str:
-    """VOC annotation text; boxes 1-based inclusive (``xmin = x0 + 1`` for the 0-based pixel ``x0``)."""
+    """VOC annotation text; boxes 1-based inclusive (``xmin = x0 + 1`` for the 0-based pixel ``x0``). Objects
+    whose visible box is one pixel thin are left out: read back (``xml - 1``) they would have no area."""
     h, w = scene.seg.shape
     objs = "".join(
         "\t<object>\n"
@@ -296,6 +297,7 @@ def voc_xml(img_id: str, scene: SyntheticScene, segmented: bool, img_suffix: str
         "\t\t</bndbox>\n"
         "\t</object>\n"
         for o in scene.objects
+        if o.bbox[2] > o.bbox[0] and o.bbox[3] > o.bbox[1]
     )
     return (
         "<annotation>\n"
