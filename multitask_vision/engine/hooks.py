@@ -90,8 +90,8 @@ class NonFiniteGuardHook(Hook):
     def before_val_epoch(self, runner) -> None:
         self._check(runner, "validation")
 
-    def before_test_epoch(self, runner) -> None:
-        self._check(runner, "testing")
+    def before_test_epoch(self, runner) -> None:  # e.g. train.py --eval-only of a checkpoint
+        self._check(runner, "testing", training=False)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = _unwrap(runner.model)
@@ -105,7 +105,7 @@ class NonFiniteGuardHook(Hook):
                 f"{_last_checkpoint(runner)}"
             )
 
-    def _check(self, runner, when: str, optimizer: bool = False) -> None:
+    def _check(self, runner, when: str, optimizer: bool = False, training: bool = True) -> None:
         model = _unwrap(runner.model)
         kept = _kept_finite(model)
         named = [(n, t) for n, t in walk_tensors(model.state_dict()) if n in kept]
@@ -113,9 +113,9 @@ class NonFiniteGuardHook(Hook):
             named += walk_tensors(runner.optim_wrapper.state_dict(), "optimizer")
         bad = nonfinite_tensors(named)
         if bad:
+            last = f"; last good checkpoint: {_last_checkpoint(runner)}" if training else ""
             raise TrainingDivergedError(
-                f"non-finite values in the model before {when} ({describe(bad)}); last good checkpoint: "
-                f"{_last_checkpoint(runner)}"
+                f"non-finite values in the model before {when} ({describe(bad)}){last}"
             )
 
 

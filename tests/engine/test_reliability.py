@@ -16,10 +16,10 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader, Dataset
 
-from multitask_vision.engine.launch import one_line
+from multitask_vision.engine.launch import one_line, user_errors
 from multitask_vision.engine.resume import resume_checkpoint
 from multitask_vision.utils.checkpoint import CheckpointError, load_checkpoint_file, verify_checkpoint_file
-from multitask_vision.utils.errors import DataError, UserError
+from multitask_vision.utils.errors import DataError, TrainingDivergedError, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests/configs/tiny_quickstart.py"
@@ -122,6 +122,18 @@ def test_auto_resume_falls_back_to_the_previous_whole_checkpoint(tmp_path):
         resume_checkpoint(tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         resume_checkpoint(tmp_path / "typo")
+
+
+def test_bugs_keep_their_traceback(monkeypatch):
+    """Only our error types become one line inside the Runner; MTV_DEBUG=1 shows their traceback too."""
+    with pytest.raises(RuntimeError, match="a bug"), user_errors(UserError, TrainingDivergedError):
+        raise RuntimeError("a bug")
+    with pytest.raises(SystemExit) as stop, user_errors(UserError, TrainingDivergedError):
+        raise TrainingDivergedError("diverged")
+    assert stop.value.code == 3
+    monkeypatch.setenv("MTV_DEBUG", "1")
+    with pytest.raises(DataError), user_errors(UserError):
+        raise DataError("bad file x.png")
 
 
 class _Broken(Dataset):
