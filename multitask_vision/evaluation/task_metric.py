@@ -13,8 +13,8 @@ from typing import Any
 
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope
 
+from multitask_vision.models.block_types import register_openmmlab_modules, scope_context
 from multitask_vision.registry import METRICS
 
 
@@ -22,11 +22,8 @@ def _build_inner(cfg: dict) -> BaseMetric:
     type_name = cfg.get("type", "")
     if not isinstance(type_name, str) or "." not in type_name:
         raise ValueError(f"TaskMetric.metric.type must be scoped, e.g. 'mmdet.VOCMetric', got {type_name!r}")
-    from multitask_vision.registry import register_openmmlab_modules
-
     register_openmmlab_modules()
-    scope = type_name.split(".", 1)[0]
-    with DefaultScope.overwrite_default_scope(scope):
+    with scope_context(type_name.split(".", 1)[0]):
         return METRICS.build(cfg)
 
 

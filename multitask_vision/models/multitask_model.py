@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
 from torch import nn
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter, default_adapter
+from multitask_vision.models.block_types import UnknownTypeError, resolve_block_type, scope_context
 from multitask_vision.models.checkpoint_init import load_block_weights
 from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
 from multitask_vision.models.spec import IMAGE_SPEC, Spec, select, select_value
-from multitask_vision.registry import ADAPTERS, MODELS, SCOPE, UnknownTypeError, resolve_block_type
+from multitask_vision.registry import ADAPTERS, MODELS
 from multitask_vision.structures import labelled_tasks
+
+
+class ResolvedBlock(NamedTuple):
+    """What a block's config resolves to before it is built."""
+
+    scope: str
+    cls: type
+    adapter: BlockAdapter
+    is_head: bool
 
 
 def take_samples(x: Any, idx: list[int]) -> Any:
@@ -82,48 +91,13 @@ class MultiTaskModel(BaseModel):
                     f"model.init_from[{i}] needs checkpoint= and prefix_map= (optional strict=), got {sorted(entry)}"
                 )
 
-        resolved: dict[str, tuple[str, type, BlockAdapter]] = {}
-
-        def is_head(node: BlockNode) -> bool:
-            try:
-                scope, cls = resolve_block_type(node.type)
-            except UnknownTypeError as e:
-                raise GraphError(f"block {node.name!r}: {e}") from None
-            adapter_name = node.adapter or DEFAULT_ADAPTERS.get(scope)
-            if adapter_name is None or adapter_name not in ADAPTERS.module_dict:
-                raise GraphError(
-                    f"block {node.name!r}: no adapter {adapter_name!r} for scope {scope!r} "
-                    f"(registered adapters: {sorted(ADAPTERS.module_dict)})"
-                )
-            adapter = ADAPTERS.build(dict(type=adapter_name))
-            resolved[node.name] = (scope, cls, adapter)
-            return adapter.is_head(cls)
-
-        self.graph = BlockGraph(blocks, is_head=is_head)
+        self._resolved: dict[str, ResolvedBlock] = {}
+        self.graph = BlockGraph(blocks, is_head=lambda node: self._resolve(node).is_head)
         self.blocks = nn.ModuleDict()
         self.adapters: dict[str, BlockAdapter] = {}
         self.specs: dict[str, Spec] = {IMAGE_INPUT: IMAGE_SPEC}
         for name in self.graph.order:
-            node = self.graph.nodes[name]
-            scope, cls, adapter = resolved[name]
-            scope_ctx = (
-                DefaultScope.overwrite_default_scope(scope) if scope != SCOPE else contextlib.nullcontext()
-            )
-            with scope_ctx:
-                try:
-                    module = adapter.build(cls, dict(node.kwargs))
-                except (TypeError, ValueError, KeyError, AssertionError) as e:
-                    raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
-            edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
-            try:
-                in_spec = self._input_spec(node)
-                adapter.check_inputs(module, in_spec, edge)
-                self.specs[name] = adapter.output_spec(module, in_spec)
-            except (ValueError, KeyError) as e:
-                msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
-                raise GraphError(msg if name in msg else f"{edge}: {msg}") from None
-            self.blocks[name] = module
-            self.adapters[name] = adapter
+            self._build_block(self.graph.nodes[name])
 
         tasks = self.graph.tasks
         self._loss_prefix = {}
@@ -132,6 +106,44 @@ class MultiTaskModel(BaseModel):
             self._loss_prefix[head.name] = f"{head.task}.{head.name}" if shared else head.task
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
+
+    def _resolve(self, node: BlockNode) -> ResolvedBlock:
+        """The class a block's ``type`` names, its scope and its adapter (resolved once per block)."""
+        if node.name in self._resolved:
+            return self._resolved[node.name]
+        try:
+            scope, cls = resolve_block_type(node.type)
+            adapter_name = node.adapter or default_adapter(scope)
+        except (UnknownTypeError, ValueError) as e:
+            raise GraphError(f"block {node.name!r}: {e}") from None
+        if adapter_name is None or adapter_name not in ADAPTERS.module_dict:
+            raise GraphError(
+                f"block {node.name!r}: no adapter {adapter_name!r} for scope {scope!r} "
+                f"(registered adapters: {sorted(ADAPTERS.module_dict)})"
+            )
+        adapter = ADAPTERS.build(dict(type=adapter_name))
+        resolved = self._resolved[node.name] = ResolvedBlock(scope, cls, adapter, adapter.is_head(cls))
+        return resolved
+
+    def _build_block(self, node: BlockNode) -> None:
+        """Build one block in its scope, check its inputs against what feeds it and record its output spec."""
+        name = node.name
+        scope, cls, adapter, _ = self._resolve(node)
+        with scope_context(scope):
+            try:
+                module = adapter.build(cls, dict(node.kwargs))
+            except (TypeError, ValueError, KeyError, AssertionError) as e:
+                raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
+        edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
+        try:
+            in_spec = self._input_spec(node)
+            adapter.check_inputs(module, in_spec, edge)
+            self.specs[name] = adapter.output_spec(module, in_spec)
+        except (ValueError, KeyError) as e:
+            msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
+            raise GraphError(msg if name in msg else f"{edge}: {msg}") from None
+        self.blocks[name] = module
+        self.adapters[name] = adapter
 
     def train_step(self, data: dict | tuple | list, optim_wrapper) -> dict[str, torch.Tensor]:
         """mmengine's train step, except for gradient-based task balancing (e.g. PCGrad), which needs every

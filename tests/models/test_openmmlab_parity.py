@@ -22,7 +22,7 @@ from multitask_vision.models import GraphError, MultiTaskModel
 from multitask_vision.structures import MultiTaskDataSample
 
 multitask_vision.register_all_modules()
-from multitask_vision.registry import register_openmmlab_modules  # noqa: E402
+from multitask_vision.models.block_types import register_openmmlab_modules  # noqa: E402
 
 register_openmmlab_modules()
 

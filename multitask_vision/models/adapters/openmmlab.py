@@ -22,7 +22,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from torch import nn
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter
 from multitask_vision.models.spec import FeatureSpec, Spec, check_in_channels, describe
 from multitask_vision.registry import ADAPTERS
 
@@ -95,6 +95,8 @@ class OpenMMLabAdapter(BlockAdapter):
 
 @ADAPTERS.register_module()
 class MMDetAdapter(OpenMMLabAdapter):
+    scope = "mmdet"
+
     def __init__(self) -> None:
         from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 
@@ -129,6 +131,8 @@ class MMDetAdapter(OpenMMLabAdapter):
 
 @ADAPTERS.register_module()
 class MMSegAdapter(OpenMMLabAdapter):
+    scope = "mmseg"
+
     def __init__(self) -> None:
         from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 
@@ -195,7 +199,3 @@ class MMSegAdapter(OpenMMLabAdapter):
                 pred = (one > module.threshold).to(one)
             sample.seg_logits = PixelData(data=one)
             sample.pred_sem_seg = PixelData(data=pred)
-
-
-DEFAULT_ADAPTERS["mmdet"] = "MMDetAdapter"
-DEFAULT_ADAPTERS["mmseg"] = "MMSegAdapter"
