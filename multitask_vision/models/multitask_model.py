@@ -20,7 +20,7 @@ from multitask_vision.models.checkpoint_init import load_block_weights
 from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
 from multitask_vision.models.spec import IMAGE_SPEC, Spec, select, select_value
 from multitask_vision.registry import ADAPTERS, MODELS
-from multitask_vision.structures import labelled_tasks
+from multitask_vision.structures import is_loss_key, labelled_tasks, loss_key, split_loss_key
 
 
 class ResolvedBlock(NamedTuple):
@@ -100,10 +100,11 @@ class MultiTaskModel(BaseModel):
             self._build_block(self.graph.nodes[name])
 
         tasks = self.graph.tasks
-        self._loss_prefix = {}
-        for head in self.graph.heads:
-            shared = sum(h.task == head.task for h in self.graph.heads) > 1
-            self._loss_prefix[head.name] = f"{head.task}.{head.name}" if shared else head.task
+        # a head's losses are named by its task, and by its name too when it shares the task with another head
+        self._loss_head_name = {
+            head.name: head.name if sum(h.task == head.task for h in self.graph.heads) > 1 else None
+            for head in self.graph.heads
+        }
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
 
@@ -161,8 +162,8 @@ class MultiTaskModel(BaseModel):
         _, log_vars = self.parse_losses(losses)
         per_task: dict[str, torch.Tensor] = {}
         for key, value in losses.items():
-            if "loss" in key:
-                task = key.split(".", 1)[0]
+            task = split_loss_key(key)[0]
+            if is_loss_key(key) and task is not None:
                 per_task[task] = per_task.get(task, 0) + value  # type: ignore[assignment]
         stats = self.task_weighting.backward(per_task, self.shared_parameters())
         optim_wrapper.step()
@@ -256,10 +257,10 @@ class MultiTaskModel(BaseModel):
                 if self.fp32_head_losses:
                     x = to_float(x)
                 head_losses = self.adapters[head.name].loss(self.blocks[head.name], x, samples)
-            prefix = self._loss_prefix[head.name]
-            bucket = per_task.setdefault(str(head.task), {})
+            task, shared_name = str(head.task), self._loss_head_name[head.name]
+            bucket = per_task.setdefault(task, {})
             for k, v in head_losses.items():
-                bucket[f"{prefix}.{k}"] = v
+                bucket[loss_key(task, k, shared_name)] = v
         weighted = self.task_weighting(per_task)
         return {k: v for named in weighted.values() for k, v in named.items()}
 

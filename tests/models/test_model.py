@@ -226,3 +226,32 @@ def test_adapter_errors_name_the_block(tiny_blocks, register_adapter):
     with pytest.raises(GraphError, match=r"block 'backbone': adapters \['NativeAdapter', 'SecondNativeAdapter'\] "
                                          r"all declare scope 'multitask_vision'"):  # fmt: skip
         build(tiny_blocks)
+
+
+def test_heads_sharing_a_task_name_their_losses_by_head(tiny_blocks, batch):
+    from mmengine.model import BaseModel
+
+    seg_b = dict(tiny_blocks[3], name="seg_b", num_convs=0)
+    model = build(
+        tiny_blocks[:4] + [seg_b],
+        task_weighting=dict(type="FixedTaskWeighting", weights=dict(segmentation=0.5)),
+    )
+    inputs, samples = batch([("segmentation",), ("detection",)])
+    losses = model(inputs, samples, mode="loss")
+    assert {k for k in losses if k.startswith("segmentation.")} == {
+        "segmentation.seg_head.loss_seg", "segmentation.seg_head.acc_seg", "segmentation.seg_b.loss_seg",
+        "segmentation.seg_b.acc_seg", "segmentation.weight",
+    }  # fmt: skip
+    torch.manual_seed(0)
+    alone = MultiTaskModel(blocks=tiny_blocks[:4] + [seg_b])(inputs, samples, mode="loss")
+    for head in ("seg_head", "seg_b"):  # the task's weight reaches both heads' loss terms, not their accuracy
+        key = f"segmentation.{head}.loss_seg"
+        torch.testing.assert_close(losses[key], 0.5 * alone[key])
+        torch.testing.assert_close(
+            losses[f"segmentation.{head}.acc_seg"], alone[f"segmentation.{head}.acc_seg"]
+        )
+    total, _ = BaseModel.parse_losses(model, losses)
+    expected = sum(
+        v for k, v in losses.items() if k.endswith(("loss_seg", "loss_cls", "loss_bbox", "centerness"))
+    )
+    torch.testing.assert_close(total, expected)
