@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import batched_nms
 
 from multitask_vision.models.blocks import TaskHead
 from multitask_vision.models.heads.utils import (
@@ -20,10 +22,19 @@ from multitask_vision.models.heads.utils import (
     spec_list,
     to_feature_list,
 )
+from multitask_vision.models.losses import build_loss
 from multitask_vision.models.spec import FeatureSpec, Spec, describe
 from multitask_vision.registry import MODELS
 
 INF = 1e8
+# FCOS's losses (mmdet's configs/fcos); the head normalises them as mmdet's FCOSHead does
+DEFAULT_LOSS_CLS = MappingProxyType(
+    dict(type="mmdet.FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+)
+DEFAULT_LOSS_BBOX = MappingProxyType(dict(type="mmdet.GIoULoss", loss_weight=1.0))
+DEFAULT_LOSS_CENTERNESS = MappingProxyType(
+    dict(type="mmdet.CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
+)
 
 
 def default_regress_ranges(strides: Sequence[int]) -> tuple[tuple[float, float], ...]:
@@ -78,8 +89,13 @@ class AnchorFreeDetHead(TaskHead):
             :func:`default_regress_ranges`.
         center_sampling, center_sample_radius: positives only within ``radius * stride`` of a box centre.
         norm: ``'GN'`` (groups: the largest divisor of ``feat_channels`` up to 32), ``'BN'`` or ``None``.
-        loss_cls_weight, loss_bbox_weight, loss_centerness_weight: factors of the three losses.
-        focal_alpha, focal_gamma: sigmoid focal loss parameters.
+        loss_cls: config of the classification loss, called as mmdet's ``FCOSHead`` calls it but with one-hot
+            targets: ``(logits (N, K), one-hot (N, K), avg_factor=positives)`` (default sigmoid focal loss; the
+            one-hot form keeps mmdet's ``FocalLoss`` on its PyTorch implementation on every device).
+        loss_bbox: config of the box loss on the positives, ``(boxes (M, 4), target boxes (M, 4),
+            weight=centerness targets (M,), avg_factor=their sum)`` (default GIoU).
+        loss_centerness: config of the centerness loss, ``(logits (M,), targets (M,), avg_factor=positives)``
+            (default binary cross-entropy).
         prior_prob: initial foreground probability (classification bias).
         score_thr, nms_iou, max_per_img, nms_pre: inference: score threshold on ``sqrt(cls * centerness)``,
             class-aware NMS IoU, detections kept per image, candidates kept per level before NMS.
@@ -97,11 +113,9 @@ class AnchorFreeDetHead(TaskHead):
         center_sampling: bool = True,
         center_sample_radius: float = 1.5,
         norm: str | None = "GN",
-        loss_cls_weight: float = 1.0,
-        loss_bbox_weight: float = 1.0,
-        loss_centerness_weight: float = 1.0,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
+        loss_cls: Mapping[str, Any] = DEFAULT_LOSS_CLS,
+        loss_bbox: Mapping[str, Any] = DEFAULT_LOSS_BBOX,
+        loss_centerness: Mapping[str, Any] = DEFAULT_LOSS_CENTERNESS,
         prior_prob: float = 0.01,
         score_thr: float = 0.05,
         nms_iou: float = 0.6,
@@ -135,11 +149,6 @@ class AnchorFreeDetHead(TaskHead):
         self.in_channels = in_channels
         self.center_sampling = center_sampling
         self.center_sample_radius = center_sample_radius
-        self.loss_cls_weight = loss_cls_weight
-        self.loss_bbox_weight = loss_bbox_weight
-        self.loss_centerness_weight = loss_centerness_weight
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         self.score_thr = score_thr
         self.nms_iou = nms_iou
         self.max_per_img = max_per_img
@@ -163,6 +172,9 @@ class AnchorFreeDetHead(TaskHead):
         self.conv_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         self.conv_centerness = nn.Conv2d(feat_channels, 1, 3, padding=1)
         self.scales = nn.Parameter(torch.ones(len(self.strides)))  # learnable per-level regression scale
+        self.loss_cls = build_loss(loss_cls, "AnchorFreeDetHead: loss_cls")
+        self.loss_bbox = build_loss(loss_bbox, "AnchorFreeDetHead: loss_bbox")
+        self.loss_centerness = build_loss(loss_centerness, "AnchorFreeDetHead: loss_centerness")
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
@@ -284,27 +296,21 @@ class AnchorFreeDetHead(TaskHead):
         pos = labels < self.num_classes  # (B, P)
         num_pos = reduce_mean(pos.sum().float()).clamp(min=1.0)
         onehot = F.one_hot(labels, self.num_classes + 1)[..., : self.num_classes].to(cls.dtype)  # (B, P, K)
-        loss_cls = (
-            sigmoid_focal_loss(cls, onehot, self.focal_alpha, self.focal_gamma, reduction="sum") / num_pos
-        )
+        loss_cls = self.loss_cls(cls.reshape(-1, k), onehot.reshape(-1, k), avg_factor=num_pos)
 
         pos_points = points[None].expand(b, -1, -1)[pos]  # (N, 2)
         pos_ltrb_t = ltrb_t[pos]  # (N, 4)
         ctr_t = centerness_target(pos_ltrb_t)  # (N,)
         # Always reduced (even with no positive here) so every process takes part in the collective.
         ctr_denom = reduce_mean(ctr_t.sum()).clamp(min=1e-6)
-        giou = generalized_box_iou_loss(
+        loss_bbox = self.loss_bbox(
             distance_to_boxes(pos_points, ltrb[pos]),
             distance_to_boxes(pos_points, pos_ltrb_t),
-            reduction="none",
-        )  # (N,)
-        loss_bbox = (giou * ctr_t).sum() / ctr_denom
-        loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos], ctr_t, reduction="sum") / num_pos
-        return dict(
-            loss_cls=self.loss_cls_weight * loss_cls,
-            loss_bbox=self.loss_bbox_weight * loss_bbox,
-            loss_centerness=self.loss_centerness_weight * loss_ctr,
+            weight=ctr_t,
+            avg_factor=ctr_denom,
         )
+        loss_centerness = self.loss_centerness(ctr[pos], ctr_t, avg_factor=num_pos)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_centerness=loss_centerness)
 
     # ------------------------------------------------------------------------------------------- predict
     def predict_by_feat(self, outputs, data_samples: list) -> None:
