@@ -27,6 +27,8 @@ DATA_SAMPLERS = Registry(
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=[f"{SCOPE}.evaluation"])
 EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE, locations=[f"{SCOPE}.evaluation"])
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=[f"{SCOPE}.engine"])
+# Nothing registers here: it exists because the Runner builds the config's `visualizer` from the registry of
+# the default scope, and mmengine warns ("Failed to search registry with scope ...") when that scope has none.
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE, locations=[f"{SCOPE}.engine"])
 # How a task's predictions and ground truth are drawn (visualize.py, MultiTaskVisualizationHook): one drawer
 # per kind of data-sample field (pred_instances, pred_sem_seg, pred_depth_map, ...).

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import batched_nms
+from torchvision.ops import Conv2dNormActivation, batched_nms
 
 from multitask_vision.models.blocks import TaskHead
 from multitask_vision.models.heads.utils import (
@@ -46,9 +46,9 @@ def default_regress_ranges(strides: Sequence[int]) -> tuple[tuple[float, float],
     return tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
 
 
-def _group_count(channels: int, max_groups: int = 32) -> int:
-    """Largest number of GroupNorm groups <= ``max_groups`` that divides ``channels``."""
-    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+def _group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with the largest number of groups <= ``max_groups`` that divides ``channels``."""
+    return nn.GroupNorm(max(g for g in range(1, max_groups + 1) if channels % g == 0), channels)
 
 
 def distance_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
@@ -154,18 +154,21 @@ class AnchorFreeDetHead(TaskHead):
         self.max_per_img = max_per_img
         self.nms_pre = nms_pre
 
+        norm_layer = {"GN": _group_norm, "BN": nn.BatchNorm2d, None: None}[norm]
+
         def tower() -> nn.Sequential:
-            layers: list[nn.Module] = []
-            for i in range(stacked_convs):
-                layers.append(
-                    nn.Conv2d(in_channels if i == 0 else feat_channels, feat_channels, 3, padding=1)
+            blocks = [
+                Conv2dNormActivation(
+                    in_channels if i == 0 else feat_channels,
+                    feat_channels,
+                    3,
+                    norm_layer=norm_layer,
+                    bias=True,
                 )
-                if norm == "GN":
-                    layers.append(nn.GroupNorm(_group_count(feat_channels), feat_channels))
-                elif norm == "BN":
-                    layers.append(nn.BatchNorm2d(feat_channels))
-                layers.append(nn.ReLU(inplace=True))
-            return nn.Sequential(*layers)
+                for i in range(stacked_convs)
+            ]
+            # one flat Sequential (conv, norm, ReLU, conv, ...): checkpoints keep their keys cls_convs.<i>.*
+            return nn.Sequential(*(layer for block in blocks for layer in block))
 
         self.cls_convs, self.reg_convs = tower(), tower()
         self.conv_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)

@@ -43,15 +43,6 @@ def check_num_levels(specs: list[FeatureSpec], expected: int, where: str) -> Non
         )
 
 
-def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int = 3) -> torch.nn.Sequential:
-    """``conv (no bias) -> BN -> ReLU`` with 'same' padding."""
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        torch.nn.BatchNorm2d(out_channels),
-        torch.nn.ReLU(inplace=True),
-    )
-
-
 def reduce_mean(value: Tensor) -> Tensor:
     """Mean of ``value`` over the distributed processes (itself when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()):
