@@ -114,7 +114,11 @@ def render_scene(
     min_objects: int = 1,
     max_objects: int = 6,
 ) -> SyntheticScene:
-    """Render one scene. ``image_size`` is ``(height, width)``; ``rng`` a Generator or a seed."""
+    """Render one scene. ``image_size`` is ``(height, width)``; ``rng`` a Generator or a seed.
+
+    One pass in one function (background, objects far to near, their visibility, sensor noise) on purpose: the
+    order of the random draws fixes every file a seed writes, and it stays readable top to bottom here.
+    """
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     h, w = (int(s) for s in image_size)

@@ -46,6 +46,23 @@ def default_regress_ranges(strides: Sequence[int]) -> tuple[tuple[float, float],
     return tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
 
 
+def _checked_regress_ranges(
+    strides: tuple[int, ...], regress_ranges: Sequence[Sequence[float]] | None
+) -> tuple[tuple[float, float], ...]:
+    """``regress_ranges`` (default :func:`default_regress_ranges`) as floats, one ``(lo, hi)`` per stride."""
+    ranges = default_regress_ranges(strides) if regress_ranges is None else regress_ranges
+    if len(ranges) != len(strides):
+        raise ValueError(
+            f"AnchorFreeDetHead: regress_ranges has {len(ranges)} entries but strides {strides} "
+            f"has {len(strides)}: give one (lo, hi) per level"
+        )
+    if any(len(r) != 2 or not r[0] < r[1] for r in ranges):
+        raise ValueError(
+            f"AnchorFreeDetHead: every regress range must be (lo, hi) with lo < hi, got {ranges}"
+        )
+    return tuple((float(lo), float(hi)) for lo, hi in ranges)
+
+
 def _group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
     """GroupNorm with the largest number of groups <= ``max_groups`` that divides ``channels``."""
     return nn.GroupNorm(max(g for g in range(1, max_groups + 1) if channels % g == 0), channels)
@@ -134,17 +151,7 @@ class AnchorFreeDetHead(TaskHead):
         if norm not in ("GN", "BN", None):
             raise ValueError(f"AnchorFreeDetHead: norm must be 'GN', 'BN' or None, got {norm!r}")
         self.strides = tuple(int(s) for s in strides)
-        ranges = default_regress_ranges(self.strides) if regress_ranges is None else regress_ranges
-        if len(ranges) != len(self.strides):
-            raise ValueError(
-                f"AnchorFreeDetHead: regress_ranges has {len(ranges)} entries but strides {self.strides} "
-                f"has {len(self.strides)}: give one (lo, hi) per level"
-            )
-        if any(len(r) != 2 or not r[0] < r[1] for r in ranges):
-            raise ValueError(
-                f"AnchorFreeDetHead: every regress range must be (lo, hi) with lo < hi, got {ranges}"
-            )
-        self.regress_ranges = tuple((float(lo), float(hi)) for lo, hi in ranges)
+        self.regress_ranges = _checked_regress_ranges(self.strides, regress_ranges)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.center_sampling = center_sampling
