@@ -6,8 +6,9 @@ import torch
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from multitask_vision.models.heads.decoding import decode_depth
 from multitask_vision.models.heads.dense_head import DenseHead
-from multitask_vision.models.heads.utils import resize, stack_pixel_gt, to_original
+from multitask_vision.models.heads.utils import resize, stack_pixel_gt
 from multitask_vision.registry import MODELS
 
 
@@ -31,6 +32,8 @@ class DepthHead(DenseHead):
         loss_l1_weight, loss_silog_weight: factors of the two terms.
         silog_lambda: variance weight of the SILog loss, in [0, 1] (1 = fully scale invariant).
     """
+
+    output_names = "depth"
 
     def __init__(
         self,
@@ -86,10 +89,12 @@ class DepthHead(DenseHead):
             losses["loss_depth_silog"] = self.loss_silog_weight * silog
         return losses
 
+    def runtime_manifest(self) -> dict:
+        return dict(kind="depth", min_depth=self.min_depth, max_depth=self.max_depth)
+
     def predict_by_feat(self, outputs, data_samples: list) -> None:
-        depth = outputs.float()  # (B, 1, h, w)
-        for sample, sample_depth in zip(data_samples, depth):
-            pred = to_original(sample_depth, sample.metainfo).clamp(
-                self.min_depth, self.max_depth
-            )  # (1, H0, W0)
-            sample.pred_depth_map = PixelData(data=pred)
+        """``pred_depth_map`` (1, H0, W0) in metres at the original size, clamped to the head's range
+        (:func:`~multitask_vision.models.heads.decoding.decode_depth`, as the runtime helper does)."""
+        metas = [s.metainfo for s in data_samples]
+        for sample, depth in zip(data_samples, decode_depth(outputs, metas, **self.runtime_manifest())):
+            sample.pred_depth_map = PixelData(data=depth)
