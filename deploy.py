@@ -352,11 +352,11 @@ def run(ctx: Context) -> dict:
                 )
             )
     elif qat:
-        from multitask_vision.engine.qat_hook import QATHook
+        from multitask_vision.compression.qat_hook import QATHook
 
         t0 = time.perf_counter()
         qmodel = copy.deepcopy(model)
-        hook = QATHook(start_iter=0, observer=q.observer, save_name=None)
+        hook = QATHook(start_iter=0, save_name=None)
         finetune(ctx, qmodel, out / "finetune_qat", extra_hooks=[hook])
         ctx.steps.append(
             dict(
