@@ -59,44 +59,16 @@ def setup(args: argparse.Namespace) -> Context:
 
     import multitask_vision
     from multitask_vision.compression import config as deploy_config
-    from multitask_vision.compression.pruning import PRUNED_FORMAT, apply_shapes
-    from multitask_vision.registry import MODELS
-    from multitask_vision.utils.checkpoint import load_checkpoint_file
+    from multitask_vision.models.builder import build_model
 
     cfg = load_config(args.config, args.cfg_options)
     dc = deploy_config.load_deploy_config(args.deploy_config, args.deploy_options)
-    ckpt = Path(args.checkpoint)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     multitask_vision.register_all_modules()
-    from mmengine.registry import init_default_scope
-
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
-    model = MODELS.build(copy.deepcopy(cfg.model))
-    blob = load_checkpoint_file(ckpt)
-    if isinstance(blob, dict) and blob.get("format") == PRUNED_FORMAT:
-        apply_shapes(model, blob["shapes"], blob["state_dict"])
-        state = blob["state_dict"]
-    elif isinstance(blob, dict) and "state_dict" in blob:
-        state = blob["state_dict"]
-    else:
-        raise ValueError(f"{ckpt}: neither a Runner checkpoint (no 'state_dict') nor a pruned model file")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError:
-        own = model.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-        parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in (("missing", missing), ("unexpected", unexpected),
-                 ("of another shape", shapes)) if v]  # fmt: skip
-        raise ValueError(
-            f"{ckpt} does not fit the model of {args.config}: keys " + ", ".join(parts)
-        ) from None
+    model = build_model(cfg, args.checkpoint)
     dc.check_model(model)
     threads = dc.benchmark.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    return Context(cfg=cfg, dc=dc, model=model.eval(), out=Path(args.output), args=args, threads=threads)
+    return Context(cfg=cfg, dc=dc, model=model, out=Path(args.output), args=args, threads=threads)
 
 
 # ------------------------------------------------------------------------------------------ pipeline

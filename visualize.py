@@ -69,21 +69,16 @@ def setup(args: argparse.Namespace):
         raise ValueError(f"config {args.config} has no {args.split}_dataloader.dataset")
 
     import torch
-    from mmengine.registry import init_default_scope
 
     import multitask_vision
-    from multitask_vision.registry import DATASETS, MODELS
+    from multitask_vision.models.builder import build_model
+    from multitask_vision.registry import DATASETS
     from multitask_vision.visualization import GridRenderer, task_styles
-    from multitask_vision.visualization.runtime import load_weights, source_batches
+    from multitask_vision.visualization.runtime import source_batches
 
     multitask_vision.register_all_modules()
-    import multitask_vision.visualization  # noqa: F401  (fills DRAWERS)
-
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
-    model = MODELS.build(cfg.model)
-    load_weights(model, args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
+    model = build_model(cfg, args.checkpoint, device=device)
 
     dataset = DATASETS.build(loader["dataset"])
     defaults = {

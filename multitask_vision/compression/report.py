@@ -123,12 +123,9 @@ def cpu_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ evaluation
 def eval_dataset(cfg: Any):
-    """The training config's test dataset (built in our scope)."""
-    from mmengine.registry import init_default_scope
-
+    """The training config's test dataset."""
     from multitask_vision.registry import DATASETS
 
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
     return DATASETS.build(cfg.test_dataloader.dataset)
 
 
@@ -155,9 +152,8 @@ def eval_loader(cfg: Any, dataset: Any, max_samples: int | None) -> torch.utils.
 def build_evaluator(cfg: Any, dataset: Any):
     """The training config's ``test_evaluator``, built as mmengine's ``Runner.build_evaluator`` does."""
     from mmengine.evaluator import Evaluator
-    from mmengine.registry import EVALUATOR, init_default_scope
+    from mmengine.registry import EVALUATOR
 
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
     spec = copy.deepcopy(cfg.test_evaluator)
     if isinstance(spec, dict) and "metrics" in spec:
         spec.setdefault("type", "Evaluator")
