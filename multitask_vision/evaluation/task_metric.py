@@ -38,13 +38,24 @@ class TaskMetric(BaseMetric):
         task: task name, as in the heads' ``task=``.
         metric: config of the wrapped metric (``mmdet.VOCMetric``, ``mmdet.CocoMetric``, ``mmseg.IoUMetric``,
             ``mmseg.DepthMetric``, or any other ``BaseMetric``).
+        primary: the task's headline result, a key of the wrapped metric's results (``'pascal_voc/mAP'``,
+            ``'mIoU'``, ``'abs_rel'``): shown where one number per task is (the deploy report) when the evaluator
+            has no Δm baselines (see :func:`multitask_vision.evaluation.evaluator.primary_metrics`).
     """
 
     def __init__(
-        self, task: str, metric: dict, collect_device: str = "cpu", prefix: str | None = None
+        self,
+        task: str,
+        metric: dict,
+        collect_device: str = "cpu",
+        prefix: str | None = None,
+        primary: str | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix or task)
+        if primary is not None and (not isinstance(primary, str) or not primary):
+            raise ValueError(f"TaskMetric(task={task!r}): primary must be a metric name, got {primary!r}")
         self.task = task
+        self.primary = primary
         self.metric = _build_inner(dict(metric))
         self._coco_ids: dict[Any, int] = {}
 
