@@ -1,10 +1,14 @@
 """Deploy a trained multi-task model: prune -> fine-tune -> quantize -> export -> verify -> report.
 
-uv run deploy.py --config configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth \
-                 --deploy-config configs/deploy.py --output deploy_out/quickstart
-uv run deploy.py ... --deploy-options pruning.amount=0.5 evaluation.max_samples=100
+examples:
+  uv run deploy.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth \
+                   --deploy-config configs/deploy.py --out deploy_out/quickstart
+  uv run deploy.py C --checkpoint K --deploy-config configs/deploy_qat.py --out D \
+                   --deploy-options pruning.amount=0.5 evaluation.max_samples=100    # override any key
+  uv run deploy.py C --checkpoint deploy_out/quickstart/pruned_finetuned.pth --deploy-config \
+                   configs/deploy_backbone_only.py --out D                  # start from a pruned model file
 
-Writes into --output: the artefacts of each stage (original.pth, pruned.pth,
+Writes into --out (--output works too): the artefacts of each stage (original.pth, pruned.pth,
 quantized_*.pt2, model_fp32.onnx, model_int8.onnx, a manifest .json per exported file for the runtime helper),
 report.json and report.md. The pipeline is multitask_vision.compression.pipeline.
 Exit code 2 on a bad config or input (one line), 1 when the fp32 export misses parity.
@@ -16,7 +20,13 @@ import argparse
 import logging
 import sys
 
-from multitask_vision.engine.launch import DictAction, user_errors
+from multitask_vision.engine.launch import (
+    DictAction,
+    add_config_argument,
+    add_out_argument,
+    parse_cli,
+    user_errors,
+)
 
 # torchao registers an Enum with torch's pytree at import and torch warns about it: not ours to fix
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
@@ -24,17 +34,17 @@ logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="training config of the model (.py)")
+    add_config_argument(p)
     p.add_argument(
         "--checkpoint",
         required=True,
         help="trained model: Runner checkpoint, state dict or pruned model file",
     )
     p.add_argument("--deploy-config", required=True, help="deploy config (.py), e.g. configs/deploy.py")
-    p.add_argument("--output", dest="out", required=True, help="output folder")
+    add_out_argument(p, "output folder", required=True)
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override training-config keys")
     p.add_argument("--deploy-options", nargs="+", action=DictAction, help="override deploy-config keys")
-    return p.parse_args(argv)
+    return parse_cli(p, argv)
 
 
 def main(argv=None) -> int:

@@ -167,16 +167,10 @@ def test_bad_deploy_config_fails_with_one_line(in_workspace, capsys, options, me
 
 
 def test_deploy_script_missing_checkpoint_names_the_path(in_workspace):
-    """deploy.py itself: a missing checkpoint is one line and exit code 2, before any work."""
+    """deploy.py itself: the config positional, --output (the origin README's spelling) beside --out; a
+    missing checkpoint is one line and exit code 2, before any work."""
     missing = in_workspace / "nowhere" / "iter_9.pth"
-    args = [
-        "--config",
-        str(TINY),
-        "--checkpoint",
-        str(missing),
-        "--deploy-config",
-        str(ROOT / "configs/deploy.py"),
-    ]
+    args = [str(TINY), "--checkpoint", str(missing), "--deploy-config", str(ROOT / "configs/deploy.py")]
     proc = run_script("deploy.py", [*args, "--output", str(in_workspace / "bad")], cwd=in_workspace)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert [line for line in proc.stderr.splitlines() if "error" in line] == [
