@@ -89,7 +89,9 @@ class TaskMetric(BaseMetric):
     @property
     def _coco_from_samples(self) -> bool:
         """mmdet's CocoMetric without an ``ann_file`` builds its ground truth from raw ``instances``."""
-        return type(self.metric).__name__ == "CocoMetric" and getattr(self.metric, "_coco_api", None) is None
+        from mmdet.evaluation import CocoMetric  # imported with the wrapped metric already
+
+        return type(self.metric) is CocoMetric and getattr(self.metric, "_coco_api", None) is None
 
     def _with_coco_gt(self, sample: dict) -> dict:
         sample = dict(sample)
