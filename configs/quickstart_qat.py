@@ -4,5 +4,5 @@
 _base_ = ["quickstart.py"]
 custom_hooks = [
     dict(type="TaskCoverageHook", strict=True),
-    dict(type="QATHook", start_iter=800, observer="minmax", save_name="qat_int8.pt2"),
+    dict(type="QATHook", start_iter=800, save_name="qat_int8.pt2"),
 ]

@@ -63,6 +63,15 @@ class BlockAdapter:
         """Write the head's predictions into ``data_samples`` (original image coordinates)."""
         raise NotImplementedError
 
+    def output_names(self, module: nn.Module) -> tuple[str, ...] | str | None:
+        """Names of the block's raw outputs in an export (see ``TaskHead.output_names``); None: generic."""
+        return None
+
+    def runtime_manifest(self, module: nn.Module) -> dict[str, Any] | None:
+        """How a runtime without the model decodes the head's exported outputs (see
+        ``TaskHead.runtime_manifest``); None: by the head's own decoding (:meth:`predict_from_outputs`)."""
+        return None
+
     def predict_from_outputs(self, module: nn.Module, outputs: Any, data_samples: list) -> None:
         """The same as :meth:`predict`, from the head's raw outputs (what :meth:`forward` returned, e.g. read
         back from ONNX Runtime): what scores an exported model."""

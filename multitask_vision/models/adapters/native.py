@@ -37,3 +37,9 @@ class NativeAdapter(BlockAdapter):
 
     def predict_from_outputs(self, module: nn.Module, outputs: Any, data_samples: list) -> None:
         cast(TaskHead, module).predict_by_feat(outputs, data_samples)
+
+    def output_names(self, module: nn.Module) -> tuple[str, ...] | str | None:
+        return getattr(module, "output_names", None)
+
+    def runtime_manifest(self, module: nn.Module) -> dict[str, Any] | None:
+        return module.runtime_manifest() if isinstance(module, TaskHead) else None

@@ -118,6 +118,17 @@ class MMDetAdapter(OpenMMLabAdapter):
         x = tuple(x) if not isinstance(x, torch.Tensor) else (x,)
         self._write(data_samples, module.predict(x, data_samples, rescale=True))
 
+    def output_names(self, module: Any) -> tuple[str, ...] | None:
+        """FCOS-style heads: class scores, box distances and centerness per level; anchor heads (RetinaNet,
+        ...): class scores and box deltas per level. Other dense heads get generic names."""
+        from mmdet.models.dense_heads import AnchorHead, FCOSHead
+
+        if isinstance(module, FCOSHead):
+            return ("cls", "bbox", "ctr")
+        if isinstance(module, AnchorHead):
+            return ("cls", "bbox")
+        return None
+
     def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
         # BaseDenseHead.predict is ``predict_by_feat(*self(x), batch_img_metas=..., rescale=...)``
         metas = [s.metainfo for s in data_samples]
@@ -174,6 +185,9 @@ class MMSegAdapter(OpenMMLabAdapter):
     def predict(self, module: Any, x: Any, data_samples: list) -> None:
         metas = [s.metainfo for s in data_samples]
         self._postprocess(module, module.predict(self._levels(x), metas, ConfigDict()), data_samples)
+
+    def output_names(self, module: Any) -> str | None:
+        return "logits" if self.is_head(type(module)) else None  # a decode head's (B, K, h, w) logits
 
     def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
         # BaseDecodeHead.predict is ``predict_by_feat(self.forward(inputs), batch_img_metas)``

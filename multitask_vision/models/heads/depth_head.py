@@ -10,8 +10,9 @@ import torch
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from multitask_vision.models.heads.decoding import decode_depth
 from multitask_vision.models.heads.dense_head import DenseHead
-from multitask_vision.models.heads.utils import resize, stack_pixel_gt, to_original
+from multitask_vision.models.heads.utils import resize, stack_pixel_gt
 from multitask_vision.models.losses import build_loss
 from multitask_vision.registry import MODELS
 
@@ -39,6 +40,8 @@ class DepthHead(DenseHead):
         max_depth, min_depth: output range and validity range of the ground truth, in metres.
         loss_l1, loss_silog: loss configs of the two terms (or ``None``).
     """
+
+    output_names = "depth"
 
     def __init__(
         self,
@@ -78,10 +81,12 @@ class DepthHead(DenseHead):
             losses["loss_depth_silog"] = self.loss_silog(pred, gt, weight=mask)
         return losses
 
+    def runtime_manifest(self) -> dict:
+        return dict(kind="depth", min_depth=self.min_depth, max_depth=self.max_depth)
+
     def predict_by_feat(self, outputs, data_samples: list) -> None:
-        depth = outputs.float()  # (B, 1, h, w)
-        for sample, sample_depth in zip(data_samples, depth):
-            pred = to_original(sample_depth, sample.metainfo).clamp(
-                self.min_depth, self.max_depth
-            )  # (1, H0, W0)
-            sample.pred_depth_map = PixelData(data=pred)
+        """``pred_depth_map`` (1, H0, W0) in metres at the original size, clamped to the head's range
+        (:func:`~multitask_vision.models.heads.decoding.decode_depth`, as the runtime helper does)."""
+        metas = [s.metainfo for s in data_samples]
+        for sample, depth in zip(data_samples, decode_depth(outputs, metas, **self.runtime_manifest())):
+            sample.pred_depth_map = PixelData(data=depth)

@@ -12,12 +12,11 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import Conv2dNormActivation, batched_nms
+from torchvision.ops import Conv2dNormActivation
 
 from multitask_vision.models.blocks import TaskHead
+from multitask_vision.models.heads.decoding import decode_fcos, distance_to_boxes, grid_points
 from multitask_vision.models.heads.utils import (
-    meta_shape,
-    meta_value,
     reduce_mean,
     spec_list,
     to_feature_list,
@@ -68,12 +67,6 @@ def _group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(max(g for g in range(1, max_groups + 1) if channels % g == 0), channels)
 
 
-def distance_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
-    """(..., 2) points and (..., 4) left/top/right/bottom distances -> (..., 4) xyxy boxes."""
-    x, y = points[..., 0], points[..., 1]
-    return torch.stack([x - ltrb[..., 0], y - ltrb[..., 1], x + ltrb[..., 2], y + ltrb[..., 3]], -1)
-
-
 def centerness_target(ltrb: Tensor) -> Tensor:
     """FCOS centerness ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of (N, 4) distances -> (N,)."""
     lr, tb = ltrb[:, 0::2], ltrb[:, 1::2]
@@ -117,6 +110,8 @@ class AnchorFreeDetHead(TaskHead):
         score_thr, nms_iou, max_per_img, nms_pre: inference: score threshold on ``sqrt(cls * centerness)``,
             class-aware NMS IoU, detections kept per image, candidates kept per level before NMS.
     """
+
+    output_names = ("cls", "bbox", "ctr")  # per level: cls_0.., bbox_0.., ctr_0..
 
     def __init__(
         self,
@@ -232,10 +227,7 @@ class AnchorFreeDetHead(TaskHead):
         """
         points, strides, ranges = [], [], []
         for (h, w), stride, rng in zip(featmap_sizes, self.strides, self.regress_ranges):
-            ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride
-            xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride
-            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-            points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # (h * w, 2)
+            points.append(grid_points(h, w, stride, device))  # (h * w, 2)
             strides.append(torch.full((h * w,), float(stride), device=device))
             ranges.append(torch.tensor(rng, device=device).expand(h * w, 2))
         return torch.cat(points), torch.cat(strides), torch.cat(ranges)
@@ -323,41 +315,22 @@ class AnchorFreeDetHead(TaskHead):
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_centerness=loss_centerness)
 
     # ------------------------------------------------------------------------------------------- predict
+    def runtime_manifest(self) -> dict:
+        return dict(
+            kind="fcos",
+            strides=list(self.strides),
+            num_classes=self.num_classes,
+            score_thr=self.score_thr,
+            nms_iou=self.nms_iou,
+            max_per_img=self.max_per_img,
+            nms_pre=self.nms_pre,
+        )
+
     def predict_by_feat(self, outputs, data_samples: list) -> None:
+        """``pred_instances`` by :func:`~multitask_vision.models.heads.decoding.decode_fcos` (bboxes in original
+        image pixels), the decoder the runtime helper of an exported model uses too."""
         cls_scores, bbox_preds, centernesses = outputs
-        b, k = cls_scores[0].shape[:2]
-        device = cls_scores[0].device
-        points, _, _ = self.points([c.shape[-2:] for c in cls_scores], device)
-        level_sizes = [c.shape[-2] * c.shape[-1] for c in cls_scores]
-        all_boxes, all_scores, all_labels = [], [], []
-        for cls, reg, ctr, pts in zip(cls_scores, bbox_preds, centernesses, points.split(level_sizes)):
-            prob = cls.float().sigmoid().permute(0, 2, 3, 1).reshape(b, -1, k)  # (B, hw, K)
-            ctr_prob = ctr.float().sigmoid().permute(0, 2, 3, 1).reshape(b, -1, 1)  # (B, hw, 1)
-            scores = (prob * ctr_prob).sqrt().reshape(b, -1)  # (B, hw * K)
-            top, idx = scores.topk(min(self.nms_pre, scores.shape[1]), dim=1)  # (B, n)
-            loc = torch.div(idx, k, rounding_mode="floor")
-            dist = (
-                reg.float().permute(0, 2, 3, 1).reshape(b, -1, 4).gather(1, loc[..., None].expand(-1, -1, 4))
-            )
-            all_boxes.append(distance_to_boxes(pts[loc], dist))  # (B, n, 4)
-            all_scores.append(top)
-            all_labels.append(idx % k)
-        boxes, scores, labels = torch.cat(all_boxes, 1), torch.cat(all_scores, 1), torch.cat(all_labels, 1)
-
-        # Clip to each image's unpadded extent (input pixels) before NMS.
-        img_hw = torch.tensor([meta_shape(s.metainfo, "img_shape") for s in data_samples], device=device)
-        max_xy = img_hw.flip(-1).repeat(1, 2).float()[:, None, :]  # (B, 1, 4): w, h, w, h
-        boxes = torch.minimum(boxes.clamp(min=0), max_xy)
-
-        keep = scores > self.score_thr  # (B, N)
-        img_idx = torch.arange(b, device=device)[:, None].expand_as(keep)[keep]  # (M,)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        order = batched_nms(boxes, scores, img_idx * k + labels, self.nms_iou)  # score-descending
-        for i, sample in enumerate(data_samples):
-            sel = order[img_idx[order] == i][: self.max_per_img]
-            sx, sy = (float(v) for v in meta_value(sample.metainfo, "scale_factor")[:2])
-            h0, w0 = meta_shape(sample.metainfo, "ori_shape")
-            det = boxes[sel] / boxes.new_tensor([sx, sy, sx, sy])  # (K, 4) original image pixels
-            det[:, 0::2] = det[:, 0::2].clamp(0, w0)
-            det[:, 1::2] = det[:, 1::2].clamp(0, h0)
-            sample.pred_instances = InstanceData(bboxes=det, scores=scores[sel], labels=labels[sel])
+        metas = [s.metainfo for s in data_samples]
+        dets = decode_fcos(cls_scores, bbox_preds, centernesses, metas, **self.runtime_manifest())
+        for sample, det in zip(data_samples, dets):
+            sample.pred_instances = InstanceData(**det)

@@ -10,8 +10,9 @@ import torch
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 
+from multitask_vision.models.heads.decoding import decode_seg
 from multitask_vision.models.heads.dense_head import DenseHead
-from multitask_vision.models.heads.utils import resize, stack_pixel_gt, to_original
+from multitask_vision.models.heads.utils import resize, stack_pixel_gt
 from multitask_vision.models.losses import build_loss
 from multitask_vision.registry import MODELS
 
@@ -42,6 +43,8 @@ class SegHead(DenseHead):
             ``type='SegCrossEntropyLoss'`` (mmseg's, fixed for ignored pixels; see
             :mod:`multitask_vision.models.losses`).
     """
+
+    output_names = "logits"
 
     def __init__(
         self,
@@ -80,10 +83,13 @@ class SegHead(DenseHead):
             losses["acc_seg"] = correct.float() * 100.0 / valid.sum().clamp(min=1)
         return losses
 
+    def runtime_manifest(self) -> dict:
+        return dict(kind="seg", num_classes=self.num_classes)
+
     def predict_by_feat(self, outputs, data_samples: list) -> None:
-        logits = outputs.float()  # (B, K, h, w)
-        for sample, sample_logits in zip(data_samples, logits):
-            seg = to_original(sample_logits, sample.metainfo)  # (K, H0, W0)
+        """``seg_logits`` (K, H0, W0) and ``pred_sem_seg`` (1, H0, W0) at the original size
+        (:func:`~multitask_vision.models.heads.decoding.decode_seg`, as the runtime helper does)."""
+        for sample, seg in zip(data_samples, decode_seg(outputs, [s.metainfo for s in data_samples])):
             sample.seg_logits = PixelData(data=seg)
             sample.pred_sem_seg = PixelData(data=seg.argmax(0, keepdim=True))  # (1, H0, W0) long
 
