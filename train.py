@@ -1,9 +1,14 @@
 """Train a multi-task model from a config with mmengine's Runner.
 
-uv run train.py --config configs/quickstart.py
-uv run train.py --config configs/quickstart.py --resume            # continue from work_dir's last ckpt
-uv run train.py --config C --cfg-options train_cfg.max_iters=100 optim_wrapper.optimizer.lr=1e-3
-uv run torchrun --nproc_per_node=2 train.py --config C --launcher pytorch
+examples:
+  uv run train.py configs/quickstart.py                  # (--config configs/quickstart.py works too)
+  uv run train.py configs/quickstart.py --resume         # continue from the work dir's last checkpoint
+  uv run train.py C --cfg-options train_cfg.max_iters=100 optim_wrapper.optimizer.lr=1e-3
+  uv run train.py C --eval-only --checkpoint work_dirs/x/iter_1000.pth
+  uv run torchrun --nproc_per_node=2 train.py C --launcher pytorch        # one machine, 2 processes
+  uv run torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST0 --master_port=29500 \
+      train.py C --launcher pytorch                      # node 0 of 2; node 1 runs the same with --node_rank=1
+  srun -N 2 --ntasks-per-node=8 --gpus-per-node=8 uv run train.py C --launcher slurm
 """
 
 from __future__ import annotations
@@ -12,12 +17,20 @@ import argparse
 import logging
 from pathlib import Path
 
-from multitask_vision.engine.launch import DictAction, load_config, setup_distributed, user_errors
+from multitask_vision.engine.launch import (
+    LAUNCHERS,
+    DictAction,
+    add_config_argument,
+    load_config,
+    parse_cli,
+    setup_distributed,
+    user_errors,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="config file (.py)")
+    add_config_argument(p)
     p.add_argument("--work-dir", help="where logs and checkpoints go (default work_dirs/<config name>)")
     p.add_argument(
         "--resume",
@@ -28,7 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA): fp16 autocast")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16", help="autocast dtype")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
-    p.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="pytorch: under torchrun")
+    p.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="none",
+        help="how the processes were started (mmengine's launchers): pytorch = torchrun, slurm = srun, mpi = mpirun",
+    )
     p.add_argument(
         "--eval-only",
         action="store_true",
@@ -36,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "freshly initialised model when none is given); metrics also in <work_dir>/test_metrics.json",
     )
     p.add_argument("--checkpoint", help="with --eval-only: the checkpoint to evaluate")
-    return p.parse_args(argv)
+    return parse_cli(p, argv)
 
 
 def main(argv=None) -> None:
@@ -95,7 +113,7 @@ def build_runner(args: argparse.Namespace):
 
     import multitask_vision
 
-    multitask_vision.register_all_modules()
+    multitask_vision.register_all_modules(init_default_scope=False)  # the Runner sets cfg.default_scope
     return Runner.from_cfg(cfg)
 
 

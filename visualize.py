@@ -1,7 +1,9 @@
 """Draw a trained model's predictions next to the ground truth, for a few samples of every source.
 
-uv run visualize.py --config configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth
-uv run visualize.py --config C --checkpoint K --split val --num 4 --out vis/ --score-thr 0.3
+examples:
+  uv run visualize.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth
+  uv run visualize.py C --checkpoint K --split val --num 4 --out vis/ --score-thr 0.3
+  uv run visualize.py C --checkpoint deploy_out/quickstart/pruned_finetuned.pth     # a pruned model file
 
 Writes one PNG per sample, <out>/<source>/<image name>.png: a row per head (input | prediction | ground truth
 | extra panels, e.g. the depth error | legend / colour scales); a task the sample is not labelled for shows
@@ -15,21 +17,32 @@ import argparse
 import sys
 from pathlib import Path
 
-from multitask_vision.engine.launch import DictAction, load_config, user_errors
+from multitask_vision.engine.launch import (
+    DictAction,
+    add_config_argument,
+    add_out_argument,
+    load_config,
+    parse_cli,
+    user_errors,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="config file (.py)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint of that config's model (.pth)")
+    add_config_argument(p)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="that config's trained model: Runner checkpoint, state dict or pruned",
+    )
     p.add_argument("--split", choices=["train", "val", "test"], default="val", help="whose dataloader's data")
     p.add_argument("--num", type=int, default=4, help="samples per source (default 4)")
-    p.add_argument("--out", help="output folder (default <work_dir>/vis)")
+    add_out_argument(p, "output folder (default <work_dir>/vis)")
     p.add_argument("--score-thr", type=float, help="draw boxes scored at least this (default 0.3)")
     p.add_argument("--panel-size", type=int, help="long side of a panel in pixels (default 256)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
-    return p.parse_args(argv)
+    return parse_cli(p, argv)
 
 
 def main(argv=None) -> None:
@@ -69,21 +82,16 @@ def setup(args: argparse.Namespace):
         raise ValueError(f"config {args.config} has no {args.split}_dataloader.dataset")
 
     import torch
-    from mmengine.registry import init_default_scope
 
     import multitask_vision
-    from multitask_vision.registry import DATASETS, MODELS
+    from multitask_vision.models.builder import build_model
+    from multitask_vision.registry import DATASETS
     from multitask_vision.visualization import GridRenderer, task_styles
-    from multitask_vision.visualization.runtime import load_weights, source_batches
+    from multitask_vision.visualization.runtime import source_batches
 
     multitask_vision.register_all_modules()
-    import multitask_vision.visualization  # noqa: F401  (fills DRAWERS)
-
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
-    model = MODELS.build(cfg.model)
-    load_weights(model, args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
+    model = build_model(cfg, args.checkpoint, device=device)
 
     dataset = DATASETS.build(loader["dataset"])
     defaults = {

@@ -27,19 +27,19 @@ def main(argv=None) -> int:
     )
     p.add_argument("--config", default="configs/quickstart.py")
     p.add_argument("--deploy-config", default="configs/deploy.py")
-    p.add_argument("--output", default="deploy_out/quickstart")
+    p.add_argument("--out", "--output", dest="out", default="deploy_out/quickstart", help="deploy.py --out")
     p.add_argument("--name", default="deploy_quickstart", help="results file name (without .md)")
     p.add_argument("--deploy-options", nargs="*", default=[], help="passed to deploy.py --deploy-options")
     args = p.parse_args(argv)
 
-    cmd = [sys.executable, str(ROOT / "deploy.py"), "--config", args.config, "--checkpoint", args.checkpoint]
-    cmd += ["--deploy-config", args.deploy_config, "--output", args.output]
+    cmd = [sys.executable, str(ROOT / "deploy.py"), args.config, "--checkpoint", args.checkpoint]
+    cmd += ["--deploy-config", args.deploy_config, "--out", args.out]
     if args.deploy_options:
         cmd += ["--deploy-options", *args.deploy_options]
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, cwd=ROOT).returncode
     minutes = (time.perf_counter() - t0) / 60
-    report = ROOT / args.output / "report.md"
+    report = ROOT / args.out / "report.md"
     if not report.is_file():
         print(f"error: deploy.py exited with {rc} and wrote no report", file=sys.stderr)
         return rc or 1

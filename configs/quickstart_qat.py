@@ -2,8 +2,7 @@
 # 800 of 1000; at the end the model is converted to int8 and saved as work_dirs/quickstart_qat/qat_int8.pt2.
 #   uv run train.py --config configs/quickstart_qat.py --cfg-options load_from=work_dirs/quickstart/iter_1000.pth
 _base_ = ["quickstart.py"]
-custom_imports = dict(imports=["multitask_vision.engine.qat_hook"], allow_failed_imports=False)
 custom_hooks = [
     dict(type="TaskCoverageHook", strict=True),
-    dict(type="QATHook", start_iter=800, observer="minmax", save_name="qat_int8.pt2"),
+    dict(type="QATHook", start_iter=800, save_name="qat_int8.pt2"),
 ]

@@ -47,3 +47,25 @@ class MultiTaskDataSample(BaseDataElement):
 def labelled_tasks(sample: BaseDataElement) -> tuple[str, ...]:
     """Tasks a data sample (ours, or an mmdet/mmseg one) is labelled for: its ``tasks`` metainfo."""
     return tuple(sample.metainfo.get("tasks", ()))
+
+
+# ---- the names of logged losses ------------------------------------------------------------------------------
+# A head's loss term ``name`` is logged as ``<task>.<name>``, or ``<task>.<head>.<name>`` when several heads
+# share the task; task-level values (a task weight, a weighting's regulariser) are ``<task>.<name>``. mmengine's
+# ``BaseModel.parse_losses`` sums every value whose key contains ``'loss'`` into the loss it back-propagates.
+
+
+def loss_key(task: str, name: str, head: str | None = None) -> str:
+    """The logged key of the loss term (or logged value) ``name`` of ``task`` (of ``head``, when given)."""
+    return f"{task}.{head}.{name}" if head else f"{task}.{name}"
+
+
+def split_loss_key(key: str) -> tuple[str | None, str]:
+    """``(task, rest)`` of a key made by :func:`loss_key`; ``(None, key)`` for a key of no task (``'loss'``)."""
+    task, sep, rest = key.partition(".")
+    return (task, rest) if sep else (None, key)
+
+
+def is_loss_key(key: str) -> bool:
+    """Whether mmengine sums the value of ``key`` into the training loss (its rule: the key contains 'loss')."""
+    return "loss" in key

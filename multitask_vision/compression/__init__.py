@@ -1,5 +1,6 @@
-"""Deployment: pruning, quantization and export steps (registered in ``COMPRESSION``), the runtime helper and
-the report. ``deploy.py`` runs them from a deploy config (:mod:`multitask_vision.compression.config`)."""
+"""Deployment: pruning, quantization and export steps (registered in ``COMPRESSION``), quantization-aware
+training (``QATHook``), the runtime helper, the report, and the pipeline that runs them from a deploy config
+(:mod:`multitask_vision.compression.pipeline`, what ``deploy.py`` calls)."""
 
 from multitask_vision.compression.export import ExportWrapper, OnnxExport, TorchScriptExport
 from multitask_vision.compression.pruning import (
@@ -9,6 +10,7 @@ from multitask_vision.compression.pruning import (
     load_pruned,
     save_pruned,
 )
+from multitask_vision.compression.qat_hook import QATHook
 from multitask_vision.compression.quantization import DynamicQuantization, QATQuantization, StaticQuantization
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "ExportWrapper",
     "OnnxExport",
     "PhysicalPruning",
+    "QATHook",
     "QATQuantization",
     "StaticQuantization",
     "StructuredPruning",

@@ -4,9 +4,9 @@ The exported graph takes a **normalised** image batch ``(B, 3, H, W)`` float32, 
 preprocessor produces (BGR -> RGB, ``(x - mean) / std``, padded bottom/right to ``pad_size_divisor``): that step
 stays outside the graph so the same file serves any input size and the runtime can fuse it with decoding
 (:func:`multitask_vision.compression.postprocess.preprocess` does it with numpy; its constants are in the
-manifest written beside the model). Outputs are a flat tuple of tensors with stable names ``<block>.<output>``:
-``det_head.cls_0`` .. ``det_head.ctr_2`` (per level), ``seg_head.logits``, ``depth_head.depth``,
-``backbone.layer3`` ...
+manifest written beside the model). Outputs are a flat tuple of tensors with stable names ``<block>.<output>``,
+as each head (or its adapter, for mmdet/mmseg heads) declares them (``output_names``): ``det_head.cls_0`` ..
+``det_head.ctr_2`` (per level), ``seg_head.logits``, ``depth_head.depth``, ``backbone.layer3`` ...
 """
 
 from __future__ import annotations
@@ -26,29 +26,12 @@ from multitask_vision.registry import COMPRESSION
 if TYPE_CHECKING:
     from multitask_vision.models.multitask_model import MultiTaskModel
 
-# Names of the entries of a head's raw output, by head class (matched on the class or any base class name).
-# Per-level lists get an ``_<level>`` suffix. Other heads fall back to ``out`` / ``out<j>_<level>``.
-HEAD_OUTPUT_LABELS: dict[str, tuple[str, ...] | str] = {
-    "AnchorFreeDetHead": ("cls", "bbox", "ctr"),
-    "FCOSHead": ("cls", "bbox", "ctr"),
-    "AnchorHead": ("cls", "bbox"),
-    "DepthHead": "depth",
-    "SegHead": "logits",
-    "BaseDecodeHead": "logits",
-}
-
-
-def head_output_labels(module: nn.Module) -> tuple[str, ...] | str | None:
-    for cls in type(module).__mro__:
-        if cls.__name__ in HEAD_OUTPUT_LABELS:
-            return HEAD_OUTPUT_LABELS[cls.__name__]
-    return None
-
 
 def flatten_outputs(
     prefix: str, value: Any, labels: tuple[str, ...] | str | None = None
 ) -> list[tuple[str, Tensor]]:
-    """``[(name, tensor)]`` of a block's output in a fixed order (dict keys, tuple indices, per-level lists)."""
+    """``[(name, tensor)]`` of a block's output in a fixed order (dict keys, tuple indices, per-level lists);
+    ``labels``: the block's declared ``output_names`` (see ``TaskHead.output_names``), or None."""
     if isinstance(value, Tensor):
         return [(f"{prefix}.{labels if isinstance(labels, str) else 'out'}", value)]
     if isinstance(value, dict):
@@ -97,7 +80,7 @@ class ExportWrapper(nn.Module):
         for name in self.exported:
             if name not in graph.nodes:
                 raise ValueError(f"export: no block named {name!r} (blocks: {', '.join(graph.order)})")
-        self._labels = {n: head_output_labels(model.blocks[n]) for n in self.exported}
+        self._labels = {n: model.adapters[n].output_names(model.blocks[n]) for n in self.exported}
         with torch.no_grad():
             outs = self._outputs(example)
         # each block's output names and nesting, to rebuild its raw output from a runtime's flat outputs

@@ -1,63 +1,43 @@
 """Runtime helper for an exported model: what the graph does not contain (pre-processing, box decoding + NMS,
-resizing dense maps back to the image), for numpy arrays from ONNX Runtime.
+resizing dense maps back to the image), for the numpy arrays of ONNX Runtime (or a PyTorch model's tensors).
 
 NMS has data-dependent output sizes and per-image loops, so it is left out of the exported graph (as in mmdet's
 and mmseg's own deployments); so are the image normalisation and the resizing to each image's original size.
-This module needs numpy, torch and torchvision (for ``batched_nms`` and the same bilinear resize as the heads),
-nothing else of the project; the manifest (``<name>.json`` beside the ONNX file) carries every constant::
+This module needs numpy, torch and torchvision; the manifest (``<name>.json`` beside the ONNX file) carries
+every constant, each head's entry as the head declared it (``runtime_manifest()``)::
 
     manifest = json.load(open("out/model_fp32.json"))
     img, metas = preprocess([cv2.imread("a.jpg")], manifest["preprocess"])     # (1, 3, H, W) float32
-    outs = dict(zip(output_names, session.run(None, {"input": img})))
+    outs = dict(zip(manifest["outputs"], session.run(None, {"input": img})))
     results = decode(manifest, outs, metas)   # [{'det_head': {'bboxes','scores','labels'}, 'seg_head': (H0, W0)
                                               #   int64 labels, 'depth_head': (H0, W0) float32 metres}]
 
-The detection decoding is the one of ``AnchorFreeDetHead.predict`` (score ``sqrt(sigmoid(cls) *
-sigmoid(ctr))``, top ``nms_pre`` per level, boxes clipped to the unpadded image, class-aware NMS, ``max_per_img``,
-rescaled by ``scale_factor`` and clipped to the original size); a test checks that both give the same boxes.
+The decoders are the heads' own (:mod:`multitask_vision.models.heads.decoding`: ``AnchorFreeDetHead``,
+``SegHead`` and ``DepthHead`` decode their ``predict`` through the same functions), so an exported file and the
+PyTorch model it came from give the same predictions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import batched_nms
 
-# head class (or base class) name -> decoder kind
-HEAD_KINDS = {"AnchorFreeDetHead": "fcos", "SegHead": "seg", "DepthHead": "depth"}
+from multitask_vision.models.heads.decoding import decode_depth, decode_fcos, decode_seg
 
 
-def head_kind(module: Any) -> str | None:
-    for cls in type(module).__mro__:
-        if cls.__name__ in HEAD_KINDS:
-            return HEAD_KINDS[cls.__name__]
-    return None
-
-
-def head_manifest(name: str, module: Any, task: str, output_names: Sequence[str]) -> dict[str, Any]:
-    """What :func:`decode` needs of one head; ``kind=None`` for a head this helper cannot decode."""
-    kind = head_kind(module)
-    entry: dict[str, Any] = dict(name=name, task=task, type=type(module).__name__, kind=kind)
+def head_manifest(
+    name: str, task: str, module: Any, adapter: Any, output_names: Sequence[str]
+) -> dict[str, Any]:
+    """What :func:`decode` needs of one head: its declared ``runtime_manifest`` (``kind`` + parameters), or
+    ``kind=None`` for a head without one (it decodes its exported outputs with its own ``predict_by_feat``)."""
+    entry: dict[str, Any] = dict(name=name, task=task, type=type(module).__name__, kind=None)
     entry["outputs"] = [n for n in output_names if n.startswith(f"{name}.")]
-    if kind == "fcos":
-        entry.update(
-            strides=list(module.strides),
-            num_classes=module.num_classes,
-            score_thr=module.score_thr,
-            nms_iou=module.nms_iou,
-            max_per_img=module.max_per_img,
-            nms_pre=module.nms_pre,
-        )
-    elif kind == "seg":
-        entry.update(num_classes=module.num_classes)
-    elif kind == "depth":
-        entry.update(min_depth=module.min_depth, max_depth=module.max_depth)
+    entry.update(adapter.runtime_manifest(module) or {})
     return entry
 
 
@@ -65,7 +45,7 @@ def build_manifest(model: Any, output_names: Sequence[str]) -> dict[str, Any]:
     """Pre-processing constants and per-head decoding parameters of an exported model."""
     pre = model.data_preprocessor
     heads = [
-        head_manifest(h.name, model.blocks[h.name], str(h.task), output_names)
+        head_manifest(h.name, str(h.task), model.blocks[h.name], model.adapters[h.name], output_names)
         for h in model.graph.heads
         if any(n.startswith(f"{h.name}.") for n in output_names)
     ]
@@ -112,107 +92,71 @@ def _t(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x))
 
 
-def _shape(meta: dict[str, Any], key: str) -> tuple[int, int]:
-    h, w = meta[key][:2]
-    return int(h), int(w)
+def _np(x: Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
 
 
-def to_original(dense: Tensor, meta: dict[str, Any]) -> Tensor:
-    """(C, h, w) at the head's stride -> (C, H0, W0): resize to the padded input, crop, resize to the original."""
-
-    def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-        return (
-            x
-            if tuple(x.shape[-2:]) == size
-            else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _head_outputs(entry: dict[str, Any], outputs: dict[str, Any], count: int) -> list[Tensor]:
+    """The head's outputs in the order of its manifest entry (the order of its raw output, flattened)."""
+    names = entry["outputs"]
+    if len(names) != count:
+        raise ValueError(
+            f"head {entry['name']!r} ({entry['kind']}): {count} outputs expected, manifest lists {names}"
         )
-
-    x = resize(dense[None].float(), _shape(meta, "batch_input_shape"))
-    h, w = _shape(meta, "img_shape")
-    return resize(x[..., :h, :w], _shape(meta, "ori_shape"))[0]
+    return [_t(outputs[n]) for n in names]
 
 
-def decode_fcos(
-    cls_scores: Sequence[Any],
-    bbox_preds: Sequence[Any],
-    centernesses: Sequence[Any],
-    metas: Sequence[dict[str, Any]],
-    *,
-    strides: Sequence[int],
-    score_thr: float,
-    nms_iou: float,
-    max_per_img: int,
-    nms_pre: int,
-    **_: Any,
-) -> list[dict[str, np.ndarray]]:
-    """Per image ``{'bboxes': (N, 4) xyxy original pixels, 'scores': (N,), 'labels': (N,)}``."""
-    cls = [_t(c).float() for c in cls_scores]
-    reg = [_t(r).float() for r in bbox_preds]
-    ctr = [_t(c).float() for c in centernesses]
-    b, k = cls[0].shape[:2]
-    boxes_l, scores_l, labels_l = [], [], []
-    for c, r, q, stride in zip(cls, reg, ctr, strides):
-        h, w = c.shape[-2:]
-        ys = (torch.arange(h, dtype=torch.float32) + 0.5) * stride
-        xs = (torch.arange(w, dtype=torch.float32) + 0.5) * stride
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)  # (hw, 2)
-        prob = c.sigmoid().permute(0, 2, 3, 1).reshape(b, -1, k)  # (B, hw, K)
-        ctr_prob = q.sigmoid().permute(0, 2, 3, 1).reshape(b, -1, 1)  # (B, hw, 1)
-        scores = (prob * ctr_prob).sqrt().reshape(b, -1)  # (B, hw * K)
-        top, idx = scores.topk(min(nms_pre, scores.shape[1]), dim=1)
-        loc = torch.div(idx, k, rounding_mode="floor")
-        dist = r.permute(0, 2, 3, 1).reshape(b, -1, 4).gather(1, loc[..., None].expand(-1, -1, 4))
-        p = pts[loc]  # (B, n, 2)
-        boxes_l.append(torch.stack([p[..., 0] - dist[..., 0], p[..., 1] - dist[..., 1],
-                                    p[..., 0] + dist[..., 2], p[..., 1] + dist[..., 3]], -1))  # fmt: skip
-        scores_l.append(top)
-        labels_l.append(idx % k)
-    boxes, scores, labels = torch.cat(boxes_l, 1), torch.cat(scores_l, 1), torch.cat(labels_l, 1)
-    img_hw = torch.tensor([_shape(m, "img_shape") for m in metas], dtype=torch.float32)
-    max_xy = img_hw.flip(-1).repeat(1, 2)[:, None, :]  # (B, 1, 4)
-    boxes = torch.minimum(boxes.clamp(min=0), max_xy)
-    keep = scores > score_thr
-    img_idx = torch.arange(b)[:, None].expand_as(keep)[keep]
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    order = batched_nms(boxes, scores, img_idx * k + labels, nms_iou)
-    results = []
-    for i, meta in enumerate(metas):
-        sel = order[img_idx[order] == i][:max_per_img]
-        sx, sy = (float(v) for v in meta.get("scale_factor", (1.0, 1.0))[:2])
-        h0, w0 = _shape(meta, "ori_shape")
-        det = boxes[sel] / torch.tensor([sx, sy, sx, sy])
-        det[:, 0::2] = det[:, 0::2].clamp(0, w0)
-        det[:, 1::2] = det[:, 1::2].clamp(0, h0)
-        results.append(dict(bboxes=det.numpy(), scores=scores[sel].numpy(), labels=labels[sel].numpy()))
-    return results
+def _fcos(entry: dict[str, Any], outputs: dict[str, Any], metas: Sequence[dict[str, Any]]) -> list[Any]:
+    n = len(entry["strides"])  # cls_0..cls_{n-1}, bbox_0.., ctr_0..
+    flat = _head_outputs(entry, outputs, 3 * n)
+    dets = decode_fcos(flat[:n], flat[n : 2 * n], flat[2 * n :], metas, **entry)
+    return [{k: _np(v) for k, v in det.items()} for det in dets]
 
 
-def decode_seg(logits: Any, metas: Sequence[dict[str, Any]]) -> list[np.ndarray]:
-    """(B, K, h, w) logits -> per image (H0, W0) int64 labels (argmax at the original size)."""
-    x = _t(logits)
-    return [to_original(x[i], m).argmax(0).numpy() for i, m in enumerate(metas)]
+def _seg(entry: dict[str, Any], outputs: dict[str, Any], metas: Sequence[dict[str, Any]]) -> list[Any]:
+    (logits,) = _head_outputs(entry, outputs, 1)
+    return [_np(x.argmax(0)) for x in decode_seg(logits, metas)]
 
 
-def decode_depth(
-    depth: Any, metas: Sequence[dict[str, Any]], *, min_depth: float, max_depth: float, **_: Any
-) -> list[np.ndarray]:
-    """(B, 1, h, w) depth in metres -> per image (H0, W0) float32, clamped to the head's range."""
-    x = _t(depth)
-    return [to_original(x[i], m)[0].clamp(min_depth, max_depth).numpy() for i, m in enumerate(metas)]
+def _depth(entry: dict[str, Any], outputs: dict[str, Any], metas: Sequence[dict[str, Any]]) -> list[Any]:
+    (depth,) = _head_outputs(entry, outputs, 1)
+    return [_np(x[0]) for x in decode_depth(depth, metas, **entry)]
+
+
+# manifest kind -> (decoder to per-image numpy results, writer of one result into a data sample)
+DECODERS: dict[str, tuple[Callable, Callable[[Any, Any], None]]] = {}
+
+
+def _write_instances(sample: Any, res: dict[str, np.ndarray]) -> None:
+    from mmengine.structures import InstanceData
+
+    sample.pred_instances = InstanceData(**{k: torch.from_numpy(v) for k, v in res.items()})
+
+
+def _write_pixels(field: str) -> Callable[[Any, np.ndarray], None]:
+    def write(sample: Any, res: np.ndarray) -> None:
+        from mmengine.structures import PixelData
+
+        setattr(sample, field, PixelData(data=torch.from_numpy(res)[None]))
+
+    return write
+
+
+DECODERS.update(
+    fcos=(_fcos, _write_instances),
+    seg=(_seg, _write_pixels("pred_sem_seg")),
+    depth=(_depth, _write_pixels("pred_depth_map")),
+)
 
 
 def decode_head(entry: dict[str, Any], outputs: dict[str, Any], metas: Sequence[dict[str, Any]]) -> list[Any]:
-    name, kind = entry["name"], entry.get("kind")
-    if kind == "fcos":
-        n = len(entry["strides"])
-        cls, bbox, ctr = ([outputs[f"{name}.{tag}_{i}"] for i in range(n)] for tag in ("cls", "bbox", "ctr"))
-        return decode_fcos(cls, bbox, ctr, metas, **entry)
-    if kind == "seg":
-        return decode_seg(outputs[f"{name}.logits"], metas)
-    if kind == "depth":
-        return decode_depth(outputs[f"{name}.depth"], metas, **entry)
-    raise NotImplementedError(f"no runtime decoder for head {name!r} of type {entry.get('type')}")
+    """One head's per-image results (numpy) from the flat named outputs (numpy arrays or tensors)."""
+    kind = entry.get("kind")
+    if kind not in DECODERS:
+        raise NotImplementedError(
+            f"no runtime decoder for head {entry['name']!r} of type {entry.get('type')}"
+        )
+    return DECODERS[kind][0](entry, outputs, metas)
 
 
 def decode(
@@ -227,25 +171,13 @@ def fill_data_samples(manifest: dict[str, Any], outputs: dict[str, Any], data_sa
     """Write decoded predictions into data samples like the heads' ``predict`` does (``pred_instances``,
     ``pred_sem_seg``, ``pred_depth_map``), so the config's evaluator can score an exported model. Returns
     the heads it could not decode (their tasks get no prediction)."""
-    from mmengine.structures import InstanceData, PixelData
-
     metas = [s.metainfo for s in data_samples]
     skipped = []
     for entry in manifest["heads"]:
-        kind = entry.get("kind")
-        if not kind:
+        if entry.get("kind") not in DECODERS:
             skipped.append(entry["name"])
             continue
-        results = decode_head(entry, outputs, metas)
-        for sample, res in zip(data_samples, results):
-            if kind == "fcos":
-                sample.pred_instances = InstanceData(
-                    bboxes=torch.from_numpy(res["bboxes"]),
-                    scores=torch.from_numpy(res["scores"]),
-                    labels=torch.from_numpy(res["labels"]),
-                )
-            elif kind == "seg":
-                sample.pred_sem_seg = PixelData(data=torch.from_numpy(res)[None])
-            else:
-                sample.pred_depth_map = PixelData(data=torch.from_numpy(res)[None])
+        write = DECODERS[entry["kind"]][1]
+        for sample, res in zip(data_samples, decode_head(entry, outputs, metas)):
+            write(sample, res)
     return skipped

@@ -24,20 +24,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from multitask_vision.models.builder import build_model
 from multitask_vision.registry import COMPRESSION
+from multitask_vision.utils.checkpoint import PRUNED_FORMAT, load_checkpoint_file, structural_shapes
 
 if TYPE_CHECKING:
     from multitask_vision.models.multitask_model import MultiTaskModel
 
-PRUNED_FORMAT = "multitask_vision.pruned/1"
 PRUNABLE = (nn.Conv2d, nn.Linear)
-# structural attributes recorded per module type, so a pruned model can be rebuilt before loading weights
-SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
-    nn.Conv2d: ("in_channels", "out_channels", "groups"),
-    nn.Linear: ("in_features", "out_features"),
-    nn.modules.batchnorm._BatchNorm: ("num_features",),
-    nn.GroupNorm: ("num_channels", "num_groups"),
-}
 
 
 def prediction_layers(model: MultiTaskModel, example: Tensor) -> dict[str, nn.Module]:
@@ -81,17 +75,6 @@ def prediction_layers(model: MultiTaskModel, example: Tensor) -> dict[str, nn.Mo
             "shape of a head output); add them to pruning.targets exclusions or use targets=[...] without them"
         )
     return found
-
-
-def structural_shapes(model: MultiTaskModel) -> dict[str, dict[str, int]]:
-    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs)."""
-    out = {}
-    for name, mod in model.named_modules():
-        for cls, attrs in SHAPE_ATTRS.items():
-            if isinstance(mod, cls):
-                out[name] = {a: int(getattr(mod, a)) for a in attrs}
-                break
-    return out
 
 
 def count_params(model: MultiTaskModel) -> int:
@@ -295,49 +278,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def load_pruned(path: str | Path, model_cfg: dict | None = None) -> nn.Module:
+def load_pruned(path: str | Path, model_cfg: dict | None = None) -> MultiTaskModel:
     """Rebuild a model saved by :func:`save_pruned`: build it from its config (or ``model_cfg``), shrink every
     recorded layer to its saved shape, load the weights (strict). Weights-only loading stays on."""
-    from multitask_vision.registry import MODELS
-    from multitask_vision.utils.checkpoint import load_checkpoint_file
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pruned model not found: {path}")
     blob = load_checkpoint_file(path)
     if not isinstance(blob, dict) or blob.get("format") != PRUNED_FORMAT:
         raise ValueError(f"{path} is not a pruned model saved by multitask_vision (format {PRUNED_FORMAT})")
-    model = MODELS.build(copy.deepcopy(model_cfg or blob["model_cfg"]))
-    apply_shapes(model, blob["shapes"], blob["state_dict"])
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.eval()
-
-
-def apply_shapes(
-    model: MultiTaskModel, shapes: dict[str, dict[str, int]], state_dict: dict[str, Tensor]
-) -> None:
-    """Set the recorded structural attributes and resize every parameter / buffer to its saved shape."""
-    modules = dict(model.named_modules())
-    for name, attrs in shapes.items():
-        mod = modules.get(name)
-        if mod is None:
-            raise ValueError(
-                f"pruned model: the config has no layer {name!r}; was it saved from another config?"
-            )
-        for attr, value in attrs.items():
-            setattr(mod, attr, value)
-    for key, saved in state_dict.items():
-        owner, _, leaf = key.rpartition(".")
-        mod = modules.get(owner)
-        if mod is None:
-            continue  # load_state_dict(strict=True) names it
-        if leaf in mod._parameters and mod._parameters[leaf] is not None:
-            old = mod._parameters[leaf]
-            if tuple(old.shape) != tuple(saved.shape):
-                mod._parameters[leaf] = nn.Parameter(
-                    torch.empty(saved.shape, dtype=saved.dtype), requires_grad=old.requires_grad
-                )
-        elif leaf in mod._buffers and mod._buffers[leaf] is not None:
-            old_buf = mod._buffers[leaf]
-            if tuple(old_buf.shape) != tuple(saved.shape):
-                mod._buffers[leaf] = torch.empty(saved.shape, dtype=saved.dtype)
+    return build_model(dict(model=copy.deepcopy(model_cfg or blob["model_cfg"])), path)

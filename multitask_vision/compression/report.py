@@ -123,12 +123,9 @@ def cpu_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ evaluation
 def eval_dataset(cfg: Any):
-    """The training config's test dataset (built in our scope)."""
-    from mmengine.registry import init_default_scope
-
+    """The training config's test dataset."""
     from multitask_vision.registry import DATASETS
 
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
     return DATASETS.build(cfg.test_dataloader.dataset)
 
 
@@ -155,9 +152,8 @@ def eval_loader(cfg: Any, dataset: Any, max_samples: int | None) -> torch.utils.
 def build_evaluator(cfg: Any, dataset: Any):
     """The training config's ``test_evaluator``, built as mmengine's ``Runner.build_evaluator`` does."""
     from mmengine.evaluator import Evaluator
-    from mmengine.registry import EVALUATOR, init_default_scope
+    from mmengine.registry import EVALUATOR
 
-    init_default_scope(cfg.get("default_scope", "multitask_vision"))
     spec = copy.deepcopy(cfg.test_evaluator)
     if isinstance(spec, dict) and "metrics" in spec:
         spec.setdefault("type", "Evaluator")
@@ -222,15 +218,6 @@ def fill_exported_predictions(
 
 
 # ------------------------------------------------------------------------------------------ report
-# the metric columns of the markdown table: (metric key suffix, header, digits)
-KEY_METRICS = [
-    ("pascal_voc/mAP", "det mAP@0.5", 3),
-    ("/mIoU", "seg mIoU", 2),
-    ("/abs_rel", "depth AbsRel ↓", 3),
-    ("/rmse", "depth RMSE ↓", 3),
-]
-
-
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "–"
@@ -239,12 +226,8 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def _metric_cells(metrics: dict[str, float] | None) -> list[str]:
-    cells = []
-    for suffix, _, digits in KEY_METRICS:
-        hit = [v for k, v in (metrics or {}).items() if k.endswith(suffix)]
-        cells.append(_fmt(hit[0], digits) if hit else "–")
-    return cells
+def _metric_cell(v: float | None) -> str:
+    return "–" if v is None else f"{v:.4g}"
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
@@ -269,8 +252,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['eval_samples']} validation samples.",
         "",
     ]
+    primary = report.get("primary_metrics") or []
     header = ["stage", "file", "size (MB)", "params (M)", "MACs (M)", "torch ms", "ORT ms"]
-    header += [h for _, h, _ in KEY_METRICS]
+    header += [f"{m['key']}{' ↓' if m['lower_is_better'] else ''}" for m in primary]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in report["stages"]:
@@ -282,7 +266,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt(None if row.get("macs") is None else row["macs"] / 1e6, 1),
             _fmt(row.get("torch_ms"), 2),
             _fmt(row.get("ort_ms"), 2),
-            *_metric_cells(row.get("metrics")),
+            *(_metric_cell((row.get("metrics") or {}).get(m["key"])) for m in primary),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

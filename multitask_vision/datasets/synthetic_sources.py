@@ -12,11 +12,8 @@ from typing import Any
 
 from multitask_vision.datasets.base import voc_colormap
 from multitask_vision.datasets.nyu import NYUv2Dataset
-from multitask_vision.datasets.synthetic import (
-    SYNTHETIC_CLASSES,
-    SYNTHETIC_SEG_CLASSES,
-    ensure_synthetic_data,
-)
+from multitask_vision.datasets.synthetic import ensure_synthetic_data
+from multitask_vision.datasets.synthetic_scene import SYNTHETIC_CLASSES, SYNTHETIC_SEG_CLASSES
 from multitask_vision.datasets.voc import VOCMultitaskDataset
 from multitask_vision.registry import DATASETS
 

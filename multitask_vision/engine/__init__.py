@@ -2,7 +2,6 @@
 
 from multitask_vision.engine.ddp import MultiTaskDistributedDataParallel
 from multitask_vision.engine.hooks import MetricsJSONHook, NonFiniteGuardHook, TaskCoverageHook
-from multitask_vision.engine.qat_hook import QATHook
 from multitask_vision.engine.vis_hooks import CurvesHook, MultiTaskVisualizationHook
 
 __all__ = [
@@ -11,6 +10,5 @@ __all__ = [
     "MultiTaskDistributedDataParallel",
     "MultiTaskVisualizationHook",
     "NonFiniteGuardHook",
-    "QATHook",
     "TaskCoverageHook",
 ]

@@ -1,7 +1,9 @@
-"""What the entry points share: loading a config with overrides, distributed set-up, one-line errors."""
+"""What the entry points share: their common arguments (the config positional or ``--config``, ``--out``,
+``--launcher``), loading a config with overrides, distributed set-up, one-line errors."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import logging
@@ -18,6 +20,35 @@ from multitask_vision.utils.errors import UserError
 # Errors a user causes with a config or a file while the Runner is set up: printed as one line, exit code 2, no
 # traceback. Once training runs, only UserError (and its subclasses) is, so that a bug keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, TypeError, OSError)
+
+
+# mmengine's launchers (``mmengine.dist.init_dist``)
+LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The config file, positional as in mmdet's and mmseg's tools (``train.py configs/x.py``) or ``--config``;
+    :func:`parse_cli` checks that exactly one config was given."""
+    parser.add_argument("config", nargs="?", help="config file (.py)")
+    parser.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same, as an option")
+
+
+def add_out_argument(parser: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
+    """The output folder: ``--out`` everywhere (``--output`` is accepted too)."""
+    parser.add_argument("--out", "--output", dest="out", metavar="DIR", required=required, help=help_text)
+
+
+def parse_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` with the config of :func:`add_config_argument` resolved into ``args.config``."""
+    args = parser.parse_args(argv)
+    positional, option = args.config, args.config_option
+    del args.config_option
+    if positional and option and positional != option:
+        parser.error(f"two configs given: {positional} and --config {option}")
+    args.config = positional or option
+    if not args.config:
+        parser.error("the config file is required (first argument, or --config)")
+    return args
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None) -> Config:
@@ -104,17 +135,49 @@ def _follow_schedule_length(cfg: Config, before: dict[bool, int]) -> None:
 
 def setup_distributed(launcher: str, cfg: Config) -> None:
     """On machines without CUDA, start a gloo process group ourselves (mmengine 0.10.7's ``init_dist``
-    calls ``torch.cuda.set_device``) and make DDP wrap a CPU model (``device_ids=None``)."""
+    calls ``torch.cuda.set_device``) and make DDP wrap a CPU model (``device_ids=None``). With CUDA the Runner
+    initialises the launcher itself (``pytorch``, ``slurm``, ``mpi``)."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     cfg.launcher = launcher
     if launcher == "none" or torch.cuda.is_available():
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        if launcher != "pytorch":
+            _torch_env_from_launcher(launcher)
         dist.init_process_group("gloo")
     wrapper = dict(cfg.get("model_wrapper_cfg") or dict(type="MultiTaskDistributedDataParallel"))
     wrapper["device_ids"] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def _torch_env_from_launcher(launcher: str) -> None:
+    """Set torch's ``env://`` variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``) from
+    a Slurm or Open MPI launch, as mmengine's ``init_dist`` does for CUDA."""
+    env = os.environ
+    names = dict(
+        slurm=("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
+        mpi=("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    )[launcher]
+    missing = [n for n in names if n not in env]
+    if missing:
+        runner = "srun" if launcher == "slurm" else "mpirun"
+        raise ValueError(
+            f"--launcher {launcher}: {', '.join(missing)} not set (start the processes with {runner})"
+        )
+    if "MASTER_ADDR" not in env:
+        if launcher == "mpi":
+            raise ValueError(
+                "--launcher mpi: set MASTER_ADDR to rank 0's address (mpirun -x MASTER_ADDR=...)"
+            )
+        import subprocess
+
+        nodes = env.get("SLURM_NODELIST") or env.get("SLURM_JOB_NODELIST", "")
+        env["MASTER_ADDR"] = subprocess.getoutput(f"scontrol show hostname {nodes} | head -n1").strip()
+    env.setdefault("MASTER_PORT", "29500")
+    env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"] = (env[n] for n in names)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from multitask_vision.registry import HOOKS
+from multitask_vision.structures import is_loss_key, split_loss_key
 
 
 def _current_iter(runner) -> int:
@@ -139,7 +140,7 @@ class CurvesHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         for key, value in (outputs or {}).items():
-            if "loss" in key:
+            if is_loss_key(key):
                 acc = self._window.setdefault(key, [0.0, 0.0])
                 acc[0] += float(value.detach()) if hasattr(value, "detach") else float(value)
                 acc[1] += 1
@@ -185,9 +186,12 @@ class CurvesHook(Hook):
         groups: dict[str, dict[str, dict[str, list]]] = {"train": {}, "val": {}}
         for key, points in self.history.items():
             mode, name = key.split("/", 1)
-            sep = "." if mode == "train" else "/"
-            task, label = name.split(sep, 1) if sep in name else ("total", name)
-            groups[mode].setdefault(task, {})[label] = points
+            if mode == "train":
+                task, label = split_loss_key(name)
+            else:  # metrics are '<task>/<metric>' (TaskMetric's prefix)
+                task, sep, label = name.partition("/")
+                task, label = (task, label) if sep else (None, name)
+            groups[mode].setdefault(task or "total", {})[label] = points
         rows = [(mode, g) for mode, g in groups.items() if g]
         if not rows:
             return None

@@ -17,10 +17,16 @@ from collections.abc import Mapping, Sequence
 
 from mmengine.evaluator import Evaluator
 
+from multitask_vision.evaluation.task_metric import TaskMetric
 from multitask_vision.registry import EVALUATOR
 
 #: metric names (last path component) where lower is better
 LOWER_IS_BETTER = frozenset({"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "mae", "rel"})
+
+
+def is_lower_better(key: str, lower_is_better: Sequence[str] = ()) -> bool:
+    """Whether lower is better for metric ``key`` (a full name): named in ``lower_is_better`` or a known error."""
+    return key in lower_is_better or key.rsplit("/", 1)[-1] in LOWER_IS_BETTER
 
 
 def delta_m(
@@ -29,14 +35,13 @@ def delta_m(
     """Δm in percent of ``results`` against ``baselines`` (keys are full metric names)."""
     if not baselines:
         raise ValueError("delta_m needs at least one baseline metric")
-    lower = set(lower_is_better)
     terms = []
     for key, base in baselines.items():
         if key not in results:
             raise KeyError(f"Δm baseline {key!r} is not among the metrics: {sorted(results)}")
         if base == 0:
             raise ValueError(f"Δm baseline {key!r} is 0: a relative change is undefined")
-        sign = -1.0 if (key in lower or key.rsplit("/", 1)[-1] in LOWER_IS_BETTER) else 1.0
+        sign = -1.0 if is_lower_better(key, lower_is_better) else 1.0
         terms.append(sign * (float(results[key]) - float(base)) / float(base))
     return 100.0 * sum(terms) / len(terms)
 
@@ -66,3 +71,16 @@ class MultiTaskEvaluator(Evaluator):
         if self.baselines:
             results["multitask/delta_m"] = delta_m(results, self.baselines, self.lower_is_better)
         return results
+
+
+def primary_metrics(evaluator: Evaluator) -> list[tuple[str, bool]]:
+    """One headline metric per task, ``[(full metric name, lower is better)]``: the keys of the Δm baselines
+    (one per task) when the evaluator has them, else each ``TaskMetric``'s ``primary``. Empty when neither is
+    configured. What shows one number per task (the deploy report's table) reads it here."""
+    extra = tuple(getattr(evaluator, "lower_is_better", ()))
+    keys = list(getattr(evaluator, "baselines", None) or [])
+    if not keys:
+        keys = [
+            f"{m.prefix}/{m.primary}" for m in evaluator.metrics if isinstance(m, TaskMetric) and m.primary
+        ]
+    return [(k, is_lower_better(k, extra)) for k in keys]

@@ -13,8 +13,8 @@ from typing import Any
 
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope
 
+from multitask_vision.models.block_types import register_openmmlab_modules, scope_context
 from multitask_vision.registry import METRICS
 
 
@@ -22,11 +22,8 @@ def _build_inner(cfg: dict) -> BaseMetric:
     type_name = cfg.get("type", "")
     if not isinstance(type_name, str) or "." not in type_name:
         raise ValueError(f"TaskMetric.metric.type must be scoped, e.g. 'mmdet.VOCMetric', got {type_name!r}")
-    from multitask_vision.registry import register_openmmlab_modules
-
     register_openmmlab_modules()
-    scope = type_name.split(".", 1)[0]
-    with DefaultScope.overwrite_default_scope(scope):
+    with scope_context(type_name.split(".", 1)[0]):
         return METRICS.build(cfg)
 
 
@@ -38,13 +35,24 @@ class TaskMetric(BaseMetric):
         task: task name, as in the heads' ``task=``.
         metric: config of the wrapped metric (``mmdet.VOCMetric``, ``mmdet.CocoMetric``, ``mmseg.IoUMetric``,
             ``mmseg.DepthMetric``, or any other ``BaseMetric``).
+        primary: the task's headline result, a key of the wrapped metric's results (``'pascal_voc/mAP'``,
+            ``'mIoU'``, ``'abs_rel'``): shown where one number per task is (the deploy report) when the evaluator
+            has no Δm baselines (see :func:`multitask_vision.evaluation.evaluator.primary_metrics`).
     """
 
     def __init__(
-        self, task: str, metric: dict, collect_device: str = "cpu", prefix: str | None = None
+        self,
+        task: str,
+        metric: dict,
+        collect_device: str = "cpu",
+        prefix: str | None = None,
+        primary: str | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix or task)
+        if primary is not None and (not isinstance(primary, str) or not primary):
+            raise ValueError(f"TaskMetric(task={task!r}): primary must be a metric name, got {primary!r}")
         self.task = task
+        self.primary = primary
         self.metric = _build_inner(dict(metric))
         self._coco_ids: dict[Any, int] = {}
 
@@ -78,7 +86,9 @@ class TaskMetric(BaseMetric):
     @property
     def _coco_from_samples(self) -> bool:
         """mmdet's CocoMetric without an ``ann_file`` builds its ground truth from raw ``instances``."""
-        return type(self.metric).__name__ == "CocoMetric" and getattr(self.metric, "_coco_api", None) is None
+        from mmdet.evaluation import CocoMetric  # imported with the wrapped metric already
+
+        return type(self.metric) is CocoMetric and getattr(self.metric, "_coco_api", None) is None
 
     def _with_coco_gt(self, sample: dict) -> dict:
         sample = dict(sample)

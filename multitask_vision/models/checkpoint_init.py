@@ -16,7 +16,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from multitask_vision.utils.checkpoint import load_checkpoint_file
+from multitask_vision.utils.checkpoint import load_checkpoint_file, state_dict_of
 
 
 @dataclass
@@ -57,9 +57,7 @@ def load_block_weights(
                 f"init_from {checkpoint}: prefix_map[{src!r}] -> {target_prefix!r} names no block "
                 f"(blocks: {list(blocks)})"
             )
-    ckpt = load_checkpoint_file(checkpoint)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = state_dict_of(load_checkpoint_file(checkpoint), checkpoint)
 
     own = blocks.state_dict()
     report = LoadReport()

@@ -1,10 +1,10 @@
 """Batch assembly: normalise and pad images, and pad each task's dense ground truth to match.
 
-Images are padded to a multiple of ``pad_size_divisor`` (bottom/right, like mmdet and mmseg); the padded
-area of a training segmentation map gets ``seg_pad_value`` (the ignore index) and of a depth map
-``depth_pad_value`` (0 = invalid), so padding never becomes a training target; any other per-pixel ground truth
-(a ``gt_*`` ``PixelData`` field of a new task) gets its value from ``dense_gt_pad_values``. Every sample gets ``batch_input_shape`` and
-``pad_shape`` metainfo, which mmdet/mmseg heads and our heads read.
+Images are padded to a multiple of ``pad_size_divisor`` (bottom/right, like mmdet and mmseg); the padded area
+of every per-pixel training ground truth (a ``gt_*`` ``PixelData`` field) gets the value ``dense_gt_pad_values``
+gives its field, one its loss ignores, so padding never becomes a training target: by default 255 (the ignore
+index) for ``gt_sem_seg`` and 0 (invalid) for ``gt_depth_map``; a new task adds its own field. Every sample gets
+``batch_input_shape`` and ``pad_shape`` metainfo, which mmdet/mmseg heads and our heads read.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from mmengine.structures import PixelData
 
 from multitask_vision.registry import MODELS
 
-# data-sample fields holding per-pixel ground truth, and the value their padding gets (by preprocessor arg)
-DENSE_GT_FIELDS = {"gt_sem_seg": "seg_pad_value", "gt_depth_map": "depth_pad_value"}
+# per-pixel ground-truth field -> the value its padding gets, unless dense_gt_pad_values says otherwise
+DEFAULT_DENSE_GT_PAD_VALUES: dict[str, float] = {"gt_sem_seg": 255, "gt_depth_map": 0.0}
+# keys this preprocessor no longer takes -> the field to give dense_gt_pad_values instead
+_REMOVED_KEYS = {"seg_pad_value": "gt_sem_seg", "depth_pad_value": "gt_depth_map"}
 
 
 @MODELS.register_module()
@@ -30,11 +32,18 @@ class MultiTaskDataPreprocessor(ImgDataPreprocessor):
         pad_size_divisor: int = 32,
         pad_value: float = 0,
         bgr_to_rgb: bool = True,
-        seg_pad_value: int = 255,
-        depth_pad_value: float = 0.0,
         dense_gt_pad_values: dict[str, float] | None = None,
         non_blocking: bool = False,
+        **removed: object,
     ) -> None:
+        for key in removed:
+            if key in _REMOVED_KEYS:
+                raise ValueError(
+                    f"data_preprocessor.{key} was removed: write "
+                    f"dense_gt_pad_values=dict({_REMOVED_KEYS[key]}={removed[key]!r})"
+                )
+        if removed:
+            raise TypeError(f"MultiTaskDataPreprocessor got unexpected keyword arguments {sorted(removed)}")
         super().__init__(
             mean=mean,
             std=std,
@@ -43,12 +52,8 @@ class MultiTaskDataPreprocessor(ImgDataPreprocessor):
             bgr_to_rgb=bgr_to_rgb,
             non_blocking=non_blocking,
         )
-        self.seg_pad_value = seg_pad_value
-        self.depth_pad_value = depth_pad_value
         # ground-truth field -> padding value (a value that the head's loss ignores)
-        self.dense_gt_pad_values: dict[str, float] = {
-            f: getattr(self, arg) for f, arg in DENSE_GT_FIELDS.items()
-        }
+        self.dense_gt_pad_values: dict[str, float] = dict(DEFAULT_DENSE_GT_PAD_VALUES)
         for field, value in (dense_gt_pad_values or {}).items():
             if not field.startswith("gt_"):
                 raise ValueError(f"data_preprocessor.dense_gt_pad_values: {field!r} is not a gt_* field")

@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.optim import AmpOptimWrapper
-from mmengine.registry import DefaultScope
 from torch import nn
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter, default_adapter
+from multitask_vision.models.block_types import UnknownTypeError, resolve_block_type, scope_context
 from multitask_vision.models.checkpoint_init import load_block_weights
 from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
 from multitask_vision.models.spec import IMAGE_SPEC, Spec, select, select_value
@@ -31,9 +31,18 @@ from multitask_vision.models.step_guard import (
     nonfinite_losses,
     on_any_process,
 )
-from multitask_vision.registry import ADAPTERS, MODELS, SCOPE, UnknownTypeError, resolve_block_type
-from multitask_vision.structures import labelled_tasks
+from multitask_vision.registry import ADAPTERS, MODELS
+from multitask_vision.structures import is_loss_key, labelled_tasks, loss_key, split_loss_key
 from multitask_vision.utils.errors import UserError
+
+
+class ResolvedBlock(NamedTuple):
+    """What a block's config resolves to before it is built."""
+
+    scope: str
+    cls: type
+    adapter: BlockAdapter
+    is_head: bool
 
 
 def take_samples(x: Any, idx: list[int]) -> Any:
@@ -95,57 +104,61 @@ class MultiTaskModel(BaseModel):
                     f"model.init_from[{i}] needs checkpoint= and prefix_map= (optional strict=), got {sorted(entry)}"
                 )
 
-        resolved: dict[str, tuple[str, type, BlockAdapter]] = {}
-
-        def is_head(node: BlockNode) -> bool:
-            try:
-                scope, cls = resolve_block_type(node.type)
-            except UnknownTypeError as e:
-                raise GraphError(f"block {node.name!r}: {e}") from None
-            adapter_name = node.adapter or DEFAULT_ADAPTERS.get(scope)
-            if adapter_name is None or adapter_name not in ADAPTERS.module_dict:
-                raise GraphError(
-                    f"block {node.name!r}: no adapter {adapter_name!r} for scope {scope!r} "
-                    f"(registered adapters: {sorted(ADAPTERS.module_dict)})"
-                )
-            adapter = ADAPTERS.build(dict(type=adapter_name))
-            resolved[node.name] = (scope, cls, adapter)
-            return adapter.is_head(cls)
-
-        self.graph = BlockGraph(blocks, is_head=is_head)
+        self._resolved: dict[str, ResolvedBlock] = {}
+        self.graph = BlockGraph(blocks, is_head=lambda node: self._resolve(node).is_head)
         self.blocks = nn.ModuleDict()
         self.adapters: dict[str, BlockAdapter] = {}
         self.specs: dict[str, Spec] = {IMAGE_INPUT: IMAGE_SPEC}
         for name in self.graph.order:
-            node = self.graph.nodes[name]
-            scope, cls, adapter = resolved[name]
-            scope_ctx = (
-                DefaultScope.overwrite_default_scope(scope) if scope != SCOPE else contextlib.nullcontext()
-            )
-            with scope_ctx:
-                try:
-                    module = adapter.build(cls, dict(node.kwargs))
-                except (TypeError, ValueError, KeyError, AssertionError) as e:
-                    raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
-            edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
-            try:
-                in_spec = self._input_spec(node)
-                adapter.check_inputs(module, in_spec, edge)
-                self.specs[name] = adapter.output_spec(module, in_spec)
-            except (ValueError, KeyError) as e:
-                msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
-                raise GraphError(msg if name in msg else f"{edge}: {msg}") from None
-            self.blocks[name] = module
-            self.adapters[name] = adapter
+            self._build_block(self.graph.nodes[name])
 
         tasks = self.graph.tasks
-        self._loss_prefix = {}
-        for head in self.graph.heads:
-            shared = sum(h.task == head.task for h in self.graph.heads) > 1
-            self._loss_prefix[head.name] = f"{head.task}.{head.name}" if shared else head.task
+        # a head's losses are named by its task, and by its name too when it shares the task with another head
+        self._loss_head_name = {
+            head.name: head.name if sum(h.task == head.task for h in self.graph.heads) > 1 else None
+            for head in self.graph.heads
+        }
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
         self.last_step_fault: StepFault | None = None  # set by every train_step (see step_guard)
+
+    def _resolve(self, node: BlockNode) -> ResolvedBlock:
+        """The class a block's ``type`` names, its scope and its adapter (resolved once per block)."""
+        if node.name in self._resolved:
+            return self._resolved[node.name]
+        try:
+            scope, cls = resolve_block_type(node.type)
+            adapter_name = node.adapter or default_adapter(scope)
+        except (UnknownTypeError, ValueError) as e:
+            raise GraphError(f"block {node.name!r}: {e}") from None
+        if adapter_name is None or adapter_name not in ADAPTERS.module_dict:
+            raise GraphError(
+                f"block {node.name!r}: no adapter {adapter_name!r} for scope {scope!r} "
+                f"(registered adapters: {sorted(ADAPTERS.module_dict)})"
+            )
+        adapter = ADAPTERS.build(dict(type=adapter_name))
+        resolved = self._resolved[node.name] = ResolvedBlock(scope, cls, adapter, adapter.is_head(cls))
+        return resolved
+
+    def _build_block(self, node: BlockNode) -> None:
+        """Build one block in its scope, check its inputs against what feeds it and record its output spec."""
+        name = node.name
+        scope, cls, adapter, _ = self._resolve(node)
+        with scope_context(scope):
+            try:
+                module = adapter.build(cls, dict(node.kwargs))
+            except (TypeError, ValueError, KeyError, AssertionError) as e:
+                raise GraphError(f"block {name!r} ({node.type}) could not be built: {e}") from e
+        edge = f"edge {', '.join(r.text for r in node.inputs)} -> {name}"
+        try:
+            in_spec = self._input_spec(node)
+            adapter.check_inputs(module, in_spec, edge)
+            self.specs[name] = adapter.output_spec(module, in_spec)
+        except (ValueError, KeyError) as e:
+            msg = str(e.args[0]) if isinstance(e, KeyError) else str(e)
+            raise GraphError(msg if name in msg else f"{edge}: {msg}") from None
+        self.blocks[name] = module
+        self.adapters[name] = adapter
 
     def train_step(
         self, data: dict | tuple | list, optim_wrapper, ddp: nn.Module | None = None
@@ -173,8 +186,8 @@ class MultiTaskModel(BaseModel):
         if pcgrad:
             per_task: dict[str, torch.Tensor] = {}
             for key, value in losses.items():
-                if "loss" in key:
-                    task = key.split(".", 1)[0]
+                task = split_loss_key(key)[0]
+                if is_loss_key(key) and task is not None:
                     per_task[task] = per_task.get(task, 0) + value  # type: ignore[assignment]
             stats = self.task_weighting.backward(per_task, self.shared_parameters())
             log_vars.update({k: torch.tensor(v) for k, v in stats.items()})
@@ -211,7 +224,7 @@ class MultiTaskModel(BaseModel):
             if not bad:
                 continue
             if kind == "loss":
-                tasks = tuple(sorted({key.split(".", 1)[0] for key in names}))
+                tasks = tuple(sorted({str(split_loss_key(key)[0]) for key in names}))
                 detail = ", ".join(f"{k}={bad_losses[k]}" for k in names)
             else:
                 tasks, detail = self._tasks_of(names), describe(names)
@@ -316,10 +329,10 @@ class MultiTaskModel(BaseModel):
                 if self.fp32_head_losses:
                     x = to_float(x)
                 head_losses = self.adapters[head.name].loss(self.blocks[head.name], x, samples)
-            prefix = self._loss_prefix[head.name]
-            bucket = per_task.setdefault(str(head.task), {})
+            task, shared_name = str(head.task), self._loss_head_name[head.name]
+            bucket = per_task.setdefault(task, {})
             for k, v in head_losses.items():
-                bucket[f"{prefix}.{k}"] = v
+                bucket[loss_key(task, k, shared_name)] = v
         weighted = self.task_weighting(per_task)
         return {k: v for named in weighted.values() for k, v in named.items()}
 

@@ -24,6 +24,8 @@ import torch.distributed as dist
 from mmengine.logging import MessageHub
 from torch import nn
 
+from multitask_vision.structures import is_loss_key
+
 
 @dataclass(frozen=True)
 class StepFault:
@@ -52,7 +54,9 @@ def current_iteration() -> int | None:
 
 def nonfinite_losses(log_vars: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """The loss terms (keys containing ``'loss'``, the total excluded) that are nan or inf (one device sync)."""
-    terms = {k: v for k, v in log_vars.items() if "loss" in k and k != "loss" and isinstance(v, torch.Tensor)}
+    terms = {
+        k: v for k, v in log_vars.items() if is_loss_key(k) and k != "loss" and isinstance(v, torch.Tensor)
+    }
     if not terms:
         return {}
     finite = torch.isfinite(torch.stack([v.detach().float().reshape(()) for v in terms.values()])).tolist()

@@ -22,13 +22,14 @@ import torch.distributed as dist
 from torch import nn
 
 from multitask_vision.registry import MODELS
+from multitask_vision.structures import is_loss_key, loss_key
 
 Losses = dict[str, dict[str, torch.Tensor]]
 
 
 def task_total(named: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum of a task's loss terms (lists, as some mmdet heads return per level, are summed too)."""
-    return sum(v for k, v in named.items() if "loss" in k)  # type: ignore[return-value]
+    return sum(v for k, v in named.items() if is_loss_key(k))  # type: ignore[return-value]
 
 
 class TaskWeighting(nn.Module):
@@ -52,8 +53,8 @@ class TaskWeighting(nn.Module):
         out = {}
         for task, named in losses.items():
             w = weights[task]
-            out[task] = {k: v * w if "loss" in k else v for k, v in named.items()}
-            out[task][f"{task}.weight"] = (
+            out[task] = {k: v * w if is_loss_key(k) else v for k, v in named.items()}
+            out[task][loss_key(task, "weight")] = (
                 w.detach() if isinstance(w, torch.Tensor) else torch.tensor(float(w))
             )
         return out
@@ -104,7 +105,7 @@ class UncertaintyWeighting(TaskWeighting):
     def forward(self, losses: Losses) -> Losses:
         out = super().forward(losses)
         for task in losses:
-            out[task][f"{task}.loss_uncertainty"] = self.log_vars[task]
+            out[task][loss_key(task, "loss_uncertainty")] = self.log_vars[task]
         return out
 
 

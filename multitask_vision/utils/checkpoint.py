@@ -15,6 +15,11 @@ table) and then becomes a plain ``HistoryBuffer``.
 Every load of a local file goes through :func:`load_checkpoint_file`: ours directly, and mmengine's
 (``Runner.resume``, ``load_from``, ``init_cfg=dict(type='Pretrained')``) because :func:`install_safe_loading`
 (called by ``multitask_vision.register_all_modules``) makes it mmengine's loader for local paths.
+
+What a file holds, and putting it into a built model, is here too (:func:`load_weights`): a Runner checkpoint, a
+bare state dict, or a pruned model written by ``compression.pruning.save_pruned`` (its layers' new shapes are
+applied first, :func:`apply_shapes`), loaded strictly with a one-line message naming the keys that differ.
+``multitask_vision.models.builder.build_model`` builds a model from a config and loads a file through it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from torch import Tensor, nn
 
 from multitask_vision.utils.errors import UserError
 
@@ -145,3 +151,114 @@ def install_safe_loading() -> None:
 
     if CheckpointLoader._schemes.get("") is not load_from_local_weights_only:
         CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_weights_only, force=True)
+
+
+# ------------------------------------------------------------------------------------------ contents -> model
+PRUNED_FORMAT = "multitask_vision.pruned/1"
+# structural attributes recorded per module type, so a pruned model can be rebuilt before loading weights
+SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
+    nn.Conv2d: ("in_channels", "out_channels", "groups"),
+    nn.Linear: ("in_features", "out_features"),
+    nn.modules.batchnorm._BatchNorm: ("num_features",),
+    nn.GroupNorm: ("num_channels", "num_groups"),
+}
+
+
+def structural_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs)."""
+    out = {}
+    for name, mod in model.named_modules():
+        for cls, attrs in SHAPE_ATTRS.items():
+            if isinstance(mod, cls):
+                out[name] = {a: int(getattr(mod, a)) for a in attrs}
+                break
+    return out
+
+
+def apply_shapes(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, Tensor]) -> None:
+    """Set the recorded structural attributes and resize every parameter / buffer to its saved shape."""
+    modules = dict(model.named_modules())
+    for name, attrs in shapes.items():
+        mod = modules.get(name)
+        if mod is None:
+            raise ValueError(
+                f"pruned model: the config has no layer {name!r}; was it saved from another config?"
+            )
+        for attr, value in attrs.items():
+            setattr(mod, attr, value)
+    for key, saved in state_dict.items():
+        owner, _, leaf = key.rpartition(".")
+        mod = modules.get(owner)
+        if mod is None:
+            continue  # the strict load names it
+        if leaf in mod._parameters and mod._parameters[leaf] is not None:
+            old = mod._parameters[leaf]
+            if tuple(old.shape) != tuple(saved.shape):
+                mod._parameters[leaf] = nn.Parameter(
+                    torch.empty(saved.shape, dtype=saved.dtype), requires_grad=old.requires_grad
+                )
+        elif leaf in mod._buffers and mod._buffers[leaf] is not None:
+            old_buf = mod._buffers[leaf]
+            if tuple(old_buf.shape) != tuple(saved.shape):
+                mod._buffers[leaf] = torch.empty(saved.shape, dtype=saved.dtype)
+
+
+def state_dict_of(blob: Any, path: str | Path) -> dict[str, Tensor]:
+    """The weights a checkpoint holds (a Runner checkpoint's ``state_dict``, a pruned model's, or a bare state
+    dict), with DDP's ``module.`` prefix removed."""
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"checkpoint {path} holds no state_dict (neither a Runner checkpoint, a state dict nor a pruned "
+            "model file)"
+        )
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    more = f", ... ({len(keys)} in all)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def key_mismatch(own: dict[str, Tensor], state: dict[str, Tensor]) -> str | None:
+    """One line naming the missing, unexpected and shape-mismatched keys of ``state`` against ``own`` (the first
+    3 of each and their count), or None when they match exactly."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = [
+        f"{len(keys)} {what}{'s' if len(keys) != 1 else ''} {where}: {_few(keys)}"
+        for what, where, keys in (
+            ("missing key", "(in the model, not in the checkpoint)", missing),
+            ("unexpected key", "(in the checkpoint, not in the model)", unexpected),
+            ("key", "of another shape", shapes),
+        )
+        if keys
+    ]
+    return "; ".join(problems) or None
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict:
+    """Load ``path`` into ``model`` exactly: a Runner checkpoint, a bare state dict, or a pruned model file
+    (whose recorded layer shapes are applied to ``model`` first).
+
+    Any missing, unexpected or shape-mismatched key is a ``ValueError`` whose message is one line naming the
+    first few keys and their count: a checkpoint of another config must not load partially. Returns the
+    checkpoint's ``meta`` (``{}`` for a bare state dict).
+    """
+    from mmengine.runner.checkpoint import load_state_dict
+
+    blob = load_checkpoint_file(path)
+    state = state_dict_of(blob, path)
+    if isinstance(blob, dict) and blob.get("format") == PRUNED_FORMAT:
+        apply_shapes(model, blob["shapes"], state)
+    problems = key_mismatch(model.state_dict(), state)
+    if problems:
+        raise ValueError(f"checkpoint {path} does not match the config's model: {problems}")
+    load_state_dict(model, state, strict=True)
+    meta = blob.get("meta") if isinstance(blob, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,17 +21,17 @@ TINY_MMLAB = HERE / "tiny_mmlab.py"
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
-def load_script(name: str):
-    """Import a top-level script (deploy.py, train.py) as a module."""
-    key = f"_mtv_script_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, ROOT / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def run_script(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run an entry script (train.py, deploy.py) end to end in a fresh interpreter, one thread."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def build(cfg_path: Path = TINY, seed: int = 0):

@@ -1,15 +1,19 @@
-"""deploy.py end to end on the tiny model: every shipped deploy config, parity, the report; bad inputs."""
+"""The deploy pipeline end to end on the tiny model: every shipped deploy config, parity, the report; bad
+inputs (one line, exit code 2, nothing written); deploy.py itself as a subprocess."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
-from tests.compression.conftest import ROOT, TINY, TINY_MMLAB, build, load_script
+from multitask_vision.compression.pipeline import prepare, run_pipeline
+from multitask_vision.engine.launch import user_errors
+from tests.compression.conftest import ROOT, TINY, TINY_MMLAB, build, run_script
 
 DEPLOY_CONFIGS = sorted((ROOT / "configs").glob("deploy*.py"))
 # keep every variant quick: few evaluation samples, few timed runs, short fine-tune, small calibration set
@@ -34,22 +38,37 @@ def fast_options(path: Path) -> list[str]:
     return opts
 
 
-def deploy(ws: Path, deploy_cfg: Path, *options: str, config: Path = TINY, out: str = "out") -> int:
-    args = ["--config", str(config), "--checkpoint", str(ws / "tiny.pth"), "--deploy-config", str(deploy_cfg)]
-    args += ["--output", str(ws / out)]
-    if options:
-        args += ["--deploy-options", *options]
-    return load_script("deploy").main(args)
+def parse_options(options: tuple[str, ...]) -> dict | None:
+    """``key=value`` strings as deploy.py's ``--deploy-options`` parses them (mmengine's DictAction)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--options", nargs="+", action=DictAction)
+    return p.parse_args(["--options", *options]).options if options else None
+
+
+def deploy(
+    ws: Path, deploy_cfg: Path, *options: str, config: Path = TINY, out: str = "out", ckpt: str = "tiny.pth"
+) -> dict:
+    """What deploy.py does (library calls), returning the report; user errors exit 2 with one line."""
+    with user_errors():
+        run = prepare(config, ws / ckpt, deploy_cfg, ws / out, deploy_options=parse_options(options))
+    return run_pipeline(run)
 
 
 @pytest.mark.parametrize("path", DEPLOY_CONFIGS, ids=[p.stem for p in DEPLOY_CONFIGS])
 def test_deploy_config_end_to_end(in_workspace, path):
     ws = in_workspace
-    rc = deploy(ws, path, *fast_options(path), out=path.stem)
+    returned = deploy(ws, path, *fast_options(path), out=path.stem)
     out = ws / path.stem
     report = json.loads((out / "report.json").read_text())
-    assert rc == 0 and report["parity_ok"]
-    assert (out / "report.md").read_text().startswith("# Deployment report")
+    assert returned["parity_ok"] and report["parity_ok"]
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Deployment report")
+    # one column per task, its primary metric (the config's Δm baselines), filled for every scored row
+    primary = ["detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"]
+    assert [m["key"] for m in report["primary_metrics"]] == primary
+    assert [m["lower_is_better"] for m in report["primary_metrics"]] == [False, False, True]
+    header = next(line for line in md.splitlines() if line.startswith("| stage |"))
+    assert header.endswith("| detection/pascal_voc/mAP | segmentation/mIoU | depth/abs_rel ↓ |"), header
     stages = {row["stage"]: row for row in report["stages"]}
     original = stages["original"]
     assert (
@@ -106,10 +125,9 @@ def test_exported_openmmlab_heads_are_scored_by_their_own_decoding(in_workspace)
     (ws / "export_only.py").write_text(
         "export = dict(format='onnx')\nevaluation = dict(max_samples=8)\nbenchmark = dict(runs=2, warmup=0)\n"
     )
-    args = ["--config", str(TINY_MMLAB), "--checkpoint", str(ws / "tiny_mmlab.pth")]
-    args += ["--deploy-config", str(ws / "export_only.py"), "--output", str(ws / "mmlab")]
-    assert load_script("deploy").main(args) == 0
+    returned = deploy(ws, ws / "export_only.py", config=TINY_MMLAB, out="mmlab", ckpt="tiny_mmlab.pth")
     report = json.loads((ws / "mmlab" / "report.json").read_text())
+    assert returned["parity_ok"]
     original, fp32 = report["stages"]
     assert fp32["stage"] == "exported fp32 ONNX" and fp32["parity"]["ok"]
     assert any(name.startswith("det_head.") for name in fp32["parity"]["max_abs_diff"])
@@ -130,6 +148,7 @@ def test_exported_openmmlab_heads_are_scored_by_their_own_decoding(in_workspace)
         (["export.blocks=[backbon]", "export.heads=all"], "error: export.blocks: unknown block 'backbon'"),
         (["quantization.method=int4"], "error: quantization.method must be one of ['dynamic', 'qat', 'static'], got 'int4'"),
         (["quantization.observer=kl"], "error: quantization.observer must be one of ('minmax', 'histogram'), got 'kl'"),
+        (["quantization.method=qat"], "error: quantization.observer is not a key of quantization method='qat' (keys: method)"),
         (["pruning.ratio=0.3"], "error: pruning.ratio is not a key of pruning method='physical'"),
         (["export.format=tflite"], "error: export.format must be one of ['onnx', 'torchscript'], got 'tflite'"),
         (["export.format=torchscript"], "error: export.opset is not a key of export format='torchscript'"),
@@ -147,17 +166,14 @@ def test_bad_deploy_config_fails_with_one_line(in_workspace, capsys, options, me
     assert not (in_workspace / "bad").exists()
 
 
-def test_missing_checkpoint_names_the_path(in_workspace, capsys):
+def test_deploy_script_missing_checkpoint_names_the_path(in_workspace):
+    """deploy.py itself: the config positional, --output (the origin README's spelling) beside --out; a
+    missing checkpoint is one line and exit code 2, before any work."""
     missing = in_workspace / "nowhere" / "iter_9.pth"
-    args = [
-        "--config",
-        str(TINY),
-        "--checkpoint",
-        str(missing),
-        "--deploy-config",
-        str(ROOT / "configs/deploy.py"),
+    args = [str(TINY), "--checkpoint", str(missing), "--deploy-config", str(ROOT / "configs/deploy.py")]
+    proc = run_script("deploy.py", [*args, "--output", str(in_workspace / "bad")], cwd=in_workspace)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert [line for line in proc.stderr.splitlines() if "error" in line] == [
+        f"error: checkpoint not found: {missing}"
     ]
-    with pytest.raises(SystemExit) as exc:
-        load_script("deploy").main([*args, "--output", str(in_workspace / "bad")])
-    assert exc.value.code == 2
-    assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {missing}"
+    assert not (in_workspace / "bad").exists()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import torch
+from mmengine.runner import Runner
 
-from tests.compression.conftest import TINY_QAT, load_script
+from multitask_vision.engine.launch import load_config
+from tests.compression.conftest import TINY_QAT
 
 
 def test_qat_config_trains_and_converts(in_workspace):
+    """What train.py does with the config (mmengine's Runner), in this process: torchao's conv-bn patterns
+    are then traced once for this test and the QAT deployment test."""
     ws = in_workspace
-    load_script("train").main(["--config", str(TINY_QAT), "--work-dir", str(ws / "qat")])
+    Runner.from_cfg(load_config(str(TINY_QAT), work_dir=str(ws / "qat"))).train()
     log = next((ws / "qat").glob("*/*.log")).read_text()
     assert "QATHook: iter 1: fake quantization in" in log  # prepared at start_iter=1, then trained on
     assert "Iter(train) [3/3]" in log

@@ -1,10 +1,9 @@
 # A tiny quantization-aware training config: the tiny deployment model with fake quantization (torchao PT2E,
 # x86 int8) from iteration 1 of 3, converted to int8 at the end (<work_dir>/qat_int8.pt2).
 _base_ = ["tiny_train.py"]
-custom_imports = dict(imports=["multitask_vision.engine.qat_hook"], allow_failed_imports=False)
 custom_hooks = [
     dict(type="TaskCoverageHook", strict=True),
-    dict(type="QATHook", start_iter=1, observer="minmax", save_name="qat_int8.pt2"),
+    dict(type="QATHook", start_iter=1, save_name="qat_int8.pt2"),
 ]
 train_cfg = dict(max_iters=3, val_interval=3)
 param_scheduler = [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=3)]

@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 
 from multitask_vision.datasets.nyu import NYUv2Dataset
-from multitask_vision.datasets.synthetic import (
-    SYNTHETIC_CLASSES,
-    SYNTHETIC_SEG_CLASSES,
-    render_scene,
-    scene_rng,
-    write_nyu_sample,
-    write_split,
-    write_voc_sample,
-)
+from multitask_vision.datasets.synthetic import scene_rng, write_nyu_sample, write_split, write_voc_sample
+from multitask_vision.datasets.synthetic_scene import SYNTHETIC_CLASSES, SYNTHETIC_SEG_CLASSES, render_scene
 from multitask_vision.datasets.transforms import LoadMultiTaskAnnotations, LoadMultiTaskImage
 from multitask_vision.datasets.voc import VOCMultitaskDataset
 from multitask_vision.utils.errors import DataError

@@ -10,16 +10,13 @@ import pytest
 from PIL import Image
 
 from multitask_vision.datasets.nyu import NYU13_CLASSES, NYUv2Dataset
-from multitask_vision.datasets.synthetic import (
+from multitask_vision.datasets.synthetic import scene_rng, write_nyu_sample, write_split, write_voc_sample
+from multitask_vision.datasets.synthetic_scene import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_SEG_CLASSES,
     SceneObject,
     SyntheticScene,
     render_scene,
-    scene_rng,
-    write_nyu_sample,
-    write_split,
-    write_voc_sample,
 )
 from multitask_vision.datasets.synthetic_sources import SyntheticNYUDataset, SyntheticVOCDataset
 from multitask_vision.datasets.voc import VOC_CLASSES, VOCMultitaskDataset

@@ -14,17 +14,19 @@ from PIL import Image
 
 from multitask_vision.datasets.synthetic import (
     MANIFEST,
-    SYNTHETIC_CLASSES,
-    SYNTHETIC_SEG_CLASSES,
-    WALL_DEPTH,
     ensure_synthetic_data,
-    instance_boundary,
-    kinect_holes,
-    render_scene,
     scene_rng,
     write_nyu_sample,
     write_split,
     write_voc_sample,
+)
+from multitask_vision.datasets.synthetic_scene import (
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_SEG_CLASSES,
+    WALL_DEPTH,
+    instance_boundary,
+    kinect_holes,
+    render_scene,
 )
 from multitask_vision.datasets.voc import VOCMultitaskDataset
 

@@ -10,7 +10,7 @@ import pytest
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
 
-from multitask_vision.datasets.synthetic import render_scene
+from multitask_vision.datasets.synthetic_scene import render_scene
 from multitask_vision.datasets.transforms import (
     LoadMultiTaskAnnotations,
     MultiTaskPhotoMetricDistortion,

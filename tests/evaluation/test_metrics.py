@@ -111,3 +111,36 @@ def test_evaluator_adds_delta_m():
     ev.process(det)
     res = ev.evaluate(2)
     assert res["multitask/delta_m"] == pytest.approx(25.0)
+
+
+def test_primary_metrics_are_the_baselines_else_each_task_metrics_primary():
+    from mmengine.evaluator import Evaluator
+
+    from multitask_vision.evaluation.evaluator import primary_metrics
+
+    metrics = [
+        dict(
+            type="TaskMetric", task="detection", metric=dict(type="mmdet.VOCMetric"), primary="pascal_voc/mAP"
+        ),
+        dict(type="TaskMetric", task="depth", metric=dict(type="mmseg.DepthMetric"), primary="rmse"),
+        dict(type="TaskMetric", task="seg", metric=dict(type="mmseg.IoUMetric")),  # no primary: not shown
+    ]
+    with_baselines = MultiTaskEvaluator(
+        metrics, baselines={"detection/pascal_voc/mAP": 0.8, "depth/abs_rel": 0.1, "seg/mAcc": 50.0},
+        lower_is_better=["seg/mAcc"],
+    )  # fmt: skip
+    assert primary_metrics(with_baselines) == [
+        ("detection/pascal_voc/mAP", False),
+        ("depth/abs_rel", True),
+        ("seg/mAcc", True),  # named lower-is-better by the evaluator, as Δm counts it
+    ]
+    assert primary_metrics(MultiTaskEvaluator(metrics)) == [
+        ("detection/pascal_voc/mAP", False),
+        ("depth/rmse", True),
+    ]
+    assert (
+        primary_metrics(Evaluator([dict(type="TaskMetric", task="seg", metric=dict(type="mmseg.IoUMetric"))]))
+        == []
+    )
+    with pytest.raises(ValueError, match="primary must be a metric name"):
+        TaskMetric(task="seg", metric=dict(type="mmseg.IoUMetric"), primary="")

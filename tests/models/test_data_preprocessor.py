@@ -62,3 +62,22 @@ def test_gt_larger_than_the_image_names_the_file():
         ValueError, match="gt_depth_map of a.jpg is 80x60, larger than its padded image 64x64"
     ):
         pre(batch(gt_depth_map=torch.zeros(1, 80, 60)), training=True)
+
+
+def test_one_spelling_of_the_padding_values():
+    pre = MultiTaskDataPreprocessor(dense_gt_pad_values=dict(gt_sem_seg=0))  # overrides only that default
+    assert pre.dense_gt_pad_values == {"gt_sem_seg": 0, "gt_depth_map": 0.0}
+    out = pre(batch(gt_sem_seg=torch.ones(1, 50, 60, dtype=torch.long)), training=True)
+    assert (out["data_samples"][0].gt_sem_seg.data[:, 50:] == 0).all()
+    with pytest.raises(ValueError, match=r"data_preprocessor.seg_pad_value was removed: write "
+                                         r"dense_gt_pad_values=dict\(gt_sem_seg=254\)"):  # fmt: skip
+        MultiTaskDataPreprocessor(seg_pad_value=254)
+    from multitask_vision.models import MultiTaskModel
+
+    blocks = [dict(name="backbone", type="ResNet", inputs="img", depth=18)]
+    with pytest.raises(ValueError, match=r"depth_pad_value was removed: .*dict\(gt_depth_map=0.0\)"):
+        MultiTaskModel(
+            blocks=blocks, data_preprocessor=dict(type="MultiTaskDataPreprocessor", depth_pad_value=0.0)
+        )
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['pad_sise_divisor'\]"):
+        MultiTaskDataPreprocessor(pad_sise_divisor=32)

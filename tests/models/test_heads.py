@@ -215,8 +215,14 @@ def test_seg_loss_trains_and_reports_accuracy():
     assert_trains(head, x, samples)
 
 
+def weighted_ce(class_weight, **kw):
+    return dict(
+        type="SegCrossEntropyLoss", class_weight=class_weight, avg_non_ignore=True, loss_name="loss_seg", **kw
+    )
+
+
 def test_seg_all_ignored_is_zero_not_nan():
-    head = SegHead(num_classes=4, in_channels=8, channels=8, class_weight=[1.0, 2.0, 1.0, 1.0])
+    head = SegHead(num_classes=4, in_channels=8, channels=8, loss_decode=weighted_ce([1.0, 2.0, 1.0, 1.0]))
     samples = [seg_sample(torch.full((1, SIZE, SIZE), 255)) for _ in range(2)]
     losses = head.loss(feats(8, (8,))[0], samples)
     assert losses["loss_seg"] == 0 and losses["acc_seg"] == 0
@@ -230,13 +236,18 @@ def test_seg_class_weight_and_loss_weight_are_used():
     torch.manual_seed(0)
     plain = SegHead(num_classes=3, in_channels=8, channels=8).loss(x, samples)["loss_seg"]
     torch.manual_seed(0)
-    weighted = SegHead(num_classes=3, in_channels=8, channels=8, class_weight=[1, 5, 1]).loss(x, samples)
+    weighted = SegHead(num_classes=3, in_channels=8, channels=8, loss_decode=weighted_ce([1, 5, 1])).loss(
+        x, samples
+    )
     torch.manual_seed(0)
-    doubled = SegHead(num_classes=3, in_channels=8, channels=8, loss_weight=2.0).loss(x, samples)
+    doubled_ce = dict(
+        type="mmseg.CrossEntropyLoss", loss_weight=2.0, avg_non_ignore=True, loss_name="loss_seg"
+    )
+    doubled = SegHead(num_classes=3, in_channels=8, channels=8, loss_decode=doubled_ce).loss(x, samples)
     assert not torch.isclose(plain, weighted["loss_seg"])
     torch.testing.assert_close(doubled["loss_seg"], 2 * plain)
     with pytest.raises(ValueError, match="class_weight has 2 entries for 3 classes"):
-        SegHead(num_classes=3, in_channels=8, class_weight=[1, 2])
+        SegHead(num_classes=3, in_channels=8, loss_decode=weighted_ce([1, 2]))
 
 
 def test_seg_predict_crops_padding_and_resizes_to_original(monkeypatch):
@@ -299,16 +310,20 @@ def test_depth_no_valid_pixel_is_zero_and_connected():
 def test_depth_loss_values_and_weights(monkeypatch):
     gt = torch.full((1, 1, SIZE, SIZE), 2.0)
     gt[..., : SIZE // 2] = 4.0
-    head = DepthHead(in_channels=8, silog_lambda=0.85, loss_l1_weight=0.5)
+    head = DepthHead(
+        in_channels=8,
+        loss_l1=dict(type="mmdet.L1Loss", loss_weight=0.5),
+        loss_silog=dict(type="SILogLoss", variance_focus=0.85),
+    )
     monkeypatch.setattr(head, "forward", lambda x: 2 * gt)  # twice the truth everywhere
     losses = head.loss(None, [depth_sample(gt[0])])
     assert losses["loss_depth_l1"].item() == pytest.approx(0.5 * 3.0)  # 0.5 * mean(gt)
     assert losses["loss_depth_silog"].item() == pytest.approx(math.sqrt(0.15) * math.log(2), rel=1e-5)
-    only_silog = DepthHead(in_channels=8, loss_l1_weight=0.0)
+    only_silog = DepthHead(in_channels=8, loss_l1=None)
     monkeypatch.setattr(only_silog, "forward", lambda x: 2 * gt)
     assert set(only_silog.loss(None, [depth_sample(gt[0])])) == {"loss_depth_silog"}
-    with pytest.raises(ValueError, match="not both 0"):
-        DepthHead(in_channels=8, loss_l1_weight=0.0, loss_silog_weight=0.0)
+    with pytest.raises(ValueError, match="not both None"):
+        DepthHead(in_channels=8, loss_l1=None, loss_silog=None)
 
 
 def test_depth_predict_is_bounded_and_at_original_size():

@@ -154,3 +154,104 @@ def test_bad_block_kwargs_name_the_block(tiny_blocks):
     tiny_blocks[0]["depht"] = 18
     with pytest.raises(GraphError, match=r"block 'backbone' \(ResNet\) could not be built: .*depht"):
         build(tiny_blocks)
+
+
+# ------------------------------------------------------------------------------------------------ adapters
+@pytest.fixture
+def register_adapter():
+    """Register adapter classes for one test, removed afterwards."""
+    from multitask_vision.registry import ADAPTERS
+
+    added = []
+
+    def register(cls):
+        ADAPTERS.register_module(module=cls)
+        added.append(cls.__name__)
+        return cls
+
+    yield register
+    for name in added:
+        ADAPTERS.module_dict.pop(name)
+
+
+def test_each_scope_gets_the_adapter_that_declares_it(tiny_blocks, register_adapter):
+    from multitask_vision.models.adapters import MMDetAdapter, MMSegAdapter, NativeAdapter, default_adapter
+
+    assert [default_adapter(s) for s in ("multitask_vision", "mmdet", "mmseg", "mmpretrain")] == [
+        "NativeAdapter", "MMDetAdapter", "MMSegAdapter", None,
+    ]  # fmt: skip
+    assert {type(a) for a in build(tiny_blocks).adapters.values()} == {NativeAdapter}
+
+    @register_adapter
+    class LoggingMMDetAdapter(MMDetAdapter):  # a subclass declares no scope: it serves only blocks naming it
+        pass
+
+    assert default_adapter("mmdet") == "MMDetAdapter"
+    assert {MMSegAdapter.scope, NativeAdapter.scope} == {"mmseg", "multitask_vision"}
+
+
+def test_an_adapter_named_by_a_block_is_used(tiny_blocks, register_adapter):
+    from multitask_vision.models.adapters import NativeAdapter
+
+    @register_adapter
+    class CountingAdapter(NativeAdapter):
+        calls = 0
+
+        def forward(self, module, x):
+            type(self).calls += 1
+            return module(x)
+
+    tiny_blocks[0]["adapter"] = "CountingAdapter"
+    model = build(tiny_blocks)
+    assert type(model.adapters["backbone"]) is CountingAdapter
+    assert type(model.adapters["neck"]) is NativeAdapter
+    model.tensor(torch.randn(1, 3, 64, 64))
+    assert CountingAdapter.calls == 1
+
+
+def test_adapter_errors_name_the_block(tiny_blocks, register_adapter):
+    from multitask_vision.models.adapters import NativeAdapter
+
+    tiny_blocks[1]["adapter"] = "NoSuchAdapter"
+    with pytest.raises(
+        GraphError, match=r"block 'neck': no adapter 'NoSuchAdapter' for scope 'multitask_vision'"
+    ):
+        build(tiny_blocks)
+
+    @register_adapter
+    class SecondNativeAdapter(NativeAdapter):
+        scope = "multitask_vision"
+
+    tiny_blocks[1].pop("adapter")
+    with pytest.raises(GraphError, match=r"block 'backbone': adapters \['NativeAdapter', 'SecondNativeAdapter'\] "
+                                         r"all declare scope 'multitask_vision'"):  # fmt: skip
+        build(tiny_blocks)
+
+
+def test_heads_sharing_a_task_name_their_losses_by_head(tiny_blocks, batch):
+    from mmengine.model import BaseModel
+
+    seg_b = dict(tiny_blocks[3], name="seg_b", num_convs=0)
+    model = build(
+        tiny_blocks[:4] + [seg_b],
+        task_weighting=dict(type="FixedTaskWeighting", weights=dict(segmentation=0.5)),
+    )
+    inputs, samples = batch([("segmentation",), ("detection",)])
+    losses = model(inputs, samples, mode="loss")
+    assert {k for k in losses if k.startswith("segmentation.")} == {
+        "segmentation.seg_head.loss_seg", "segmentation.seg_head.acc_seg", "segmentation.seg_b.loss_seg",
+        "segmentation.seg_b.acc_seg", "segmentation.weight",
+    }  # fmt: skip
+    torch.manual_seed(0)
+    alone = MultiTaskModel(blocks=tiny_blocks[:4] + [seg_b])(inputs, samples, mode="loss")
+    for head in ("seg_head", "seg_b"):  # the task's weight reaches both heads' loss terms, not their accuracy
+        key = f"segmentation.{head}.loss_seg"
+        torch.testing.assert_close(losses[key], 0.5 * alone[key])
+        torch.testing.assert_close(
+            losses[f"segmentation.{head}.acc_seg"], alone[f"segmentation.{head}.acc_seg"]
+        )
+    total, _ = BaseModel.parse_losses(model, losses)
+    expected = sum(
+        v for k, v in losses.items() if k.endswith(("loss_seg", "loss_cls", "loss_bbox", "centerness"))
+    )
+    torch.testing.assert_close(total, expected)

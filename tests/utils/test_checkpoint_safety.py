@@ -75,11 +75,17 @@ def test_mmengine_loading_under_our_allow_list_refuses_the_payload(payload):
 def test_library_loaders_refuse_the_payload(payload):
     from torch import nn
 
+    from multitask_vision.compression.pruning import load_pruned
+    from multitask_vision.models.builder import build_model
     from multitask_vision.models.checkpoint_init import load_block_weights
-    from multitask_vision.visualization.runtime import load_weights
+    from multitask_vision.utils.checkpoint import load_weights
 
     with pytest.raises(CheckpointError, match="refused"):
         load_weights(nn.Linear(2, 2), str(payload))
+    with pytest.raises(CheckpointError, match="refused"):
+        build_model(TINY, payload)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_pruned(payload)
     with pytest.raises(CheckpointError, match="refused"):
         load_block_weights(nn.ModuleDict({"a": nn.Linear(2, 2)}), str(payload), {"x.": "a."})
     assert MARKER not in builtins.__dict__

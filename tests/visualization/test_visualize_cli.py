@@ -44,7 +44,8 @@ def test_writes_a_grid_per_sample_and_source(tmp_path, state):
     from multitask_vision.visualization.grid import GAP, HEADER_H, TITLE_H
 
     torch.save({"meta": {}, "state_dict": state}, tmp_path / "ck.pth")
-    proc = run(["--config", str(TINY), "--checkpoint", "ck.pth", "--num", "2", "--out", "out"], tmp_path)
+    # the config positional, as in mmdet's tools (--config works too: the tests below)
+    proc = run([str(TINY), "--checkpoint", "ck.pth", "--num", "2", "--out", "out"], tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     pngs = sorted((tmp_path / "out").rglob("*.png"))
     assert [f"{p.parent.name}/{p.name}" for p in pngs] == [
@@ -97,5 +98,5 @@ def test_mismatched_checkpoint_is_a_one_line_error_naming_the_keys(tmp_path, sta
 
 def test_missing_checkpoint(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    line = cli_error(["--config", str(TINY), "--checkpoint", "nope.pth"], capsys)
+    line = cli_error(["--config", str(TINY), "--checkpoint", "nope.pth", "--output", "out"], capsys)
     assert line == "error: checkpoint not found: nope.pth"

@@ -64,16 +64,26 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 
-# Each metric sees only the samples labelled for its task. Δm (multitask/delta_m) compares with single-task
-# baselines: configs/quickstart.py sets the numbers measured by configs/single_task/quickstart_*.py.
+# Each metric sees only the samples labelled for its task; `primary` is its headline number (the deploy report's
+# columns when there are no baselines). Δm (multitask/delta_m) compares with single-task baselines:
+# configs/quickstart.py sets the numbers measured by configs/single_task/quickstart_*.py.
 detection_metric = dict(
-    type="TaskMetric", task="detection", metric=dict(type="mmdet.VOCMetric", iou_thrs=[0.5], eval_mode="area")
+    type="TaskMetric",
+    task="detection",
+    metric=dict(type="mmdet.VOCMetric", iou_thrs=[0.5], eval_mode="area"),
+    primary="pascal_voc/mAP",
 )
 segmentation_metric = dict(
-    type="TaskMetric", task="segmentation", metric=dict(type="mmseg.IoUMetric", iou_metrics=["mIoU"])
+    type="TaskMetric",
+    task="segmentation",
+    metric=dict(type="mmseg.IoUMetric", iou_metrics=["mIoU"]),
+    primary="mIoU",
 )
 depth_metric = dict(
-    type="TaskMetric", task="depth", metric=dict(type="mmseg.DepthMetric", max_depth_eval=10.0)
+    type="TaskMetric",
+    task="depth",
+    metric=dict(type="mmseg.DepthMetric", max_depth_eval=10.0),
+    primary="abs_rel",
 )
 val_evaluator = dict(
     type="MultiTaskEvaluator",

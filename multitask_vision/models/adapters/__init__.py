@@ -1,7 +1,7 @@
 """Protocol adapters between the model and its blocks (see ``base.py``)."""
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter, default_adapter
 from multitask_vision.models.adapters.native import NativeAdapter
 from multitask_vision.models.adapters.openmmlab import MMDetAdapter, MMSegAdapter
 
-__all__ = ["DEFAULT_ADAPTERS", "BlockAdapter", "MMDetAdapter", "MMSegAdapter", "NativeAdapter"]
+__all__ = ["BlockAdapter", "MMDetAdapter", "MMSegAdapter", "NativeAdapter", "default_adapter"]

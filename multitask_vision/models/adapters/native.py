@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from torch import nn
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter
 from multitask_vision.models.blocks import Block, TaskHead
 from multitask_vision.models.spec import Spec
 from multitask_vision.registry import ADAPTERS, SCOPE
@@ -14,6 +14,8 @@ from multitask_vision.registry import ADAPTERS, SCOPE
 
 @ADAPTERS.register_module()
 class NativeAdapter(BlockAdapter):
+    scope = SCOPE
+
     def build(self, cls: type, kwargs: dict[str, Any]) -> nn.Module:
         if not issubclass(cls, Block):
             raise TypeError(
@@ -36,5 +38,8 @@ class NativeAdapter(BlockAdapter):
     def predict_from_outputs(self, module: nn.Module, outputs: Any, data_samples: list) -> None:
         cast(TaskHead, module).predict_by_feat(outputs, data_samples)
 
+    def output_names(self, module: nn.Module) -> tuple[str, ...] | str | None:
+        return getattr(module, "output_names", None)
 
-DEFAULT_ADAPTERS[SCOPE] = "NativeAdapter"
+    def runtime_manifest(self, module: nn.Module) -> dict[str, Any] | None:
+        return module.runtime_manifest() if isinstance(module, TaskHead) else None

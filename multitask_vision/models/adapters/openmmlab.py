@@ -22,7 +22,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from torch import nn
 
-from multitask_vision.models.adapters.base import DEFAULT_ADAPTERS, BlockAdapter
+from multitask_vision.models.adapters.base import BlockAdapter
 from multitask_vision.models.spec import FeatureSpec, Spec, check_in_channels, describe
 from multitask_vision.registry import ADAPTERS
 
@@ -95,6 +95,8 @@ class OpenMMLabAdapter(BlockAdapter):
 
 @ADAPTERS.register_module()
 class MMDetAdapter(OpenMMLabAdapter):
+    scope = "mmdet"
+
     def __init__(self) -> None:
         from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 
@@ -116,6 +118,17 @@ class MMDetAdapter(OpenMMLabAdapter):
         x = tuple(x) if not isinstance(x, torch.Tensor) else (x,)
         self._write(data_samples, module.predict(x, data_samples, rescale=True))
 
+    def output_names(self, module: Any) -> tuple[str, ...] | None:
+        """FCOS-style heads: class scores, box distances and centerness per level; anchor heads (RetinaNet,
+        ...): class scores and box deltas per level. Other dense heads get generic names."""
+        from mmdet.models.dense_heads import AnchorHead, FCOSHead
+
+        if isinstance(module, FCOSHead):
+            return ("cls", "bbox", "ctr")
+        if isinstance(module, AnchorHead):
+            return ("cls", "bbox")
+        return None
+
     def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
         # BaseDenseHead.predict is ``predict_by_feat(*self(x), batch_img_metas=..., rescale=...)``
         metas = [s.metainfo for s in data_samples]
@@ -129,6 +142,8 @@ class MMDetAdapter(OpenMMLabAdapter):
 
 @ADAPTERS.register_module()
 class MMSegAdapter(OpenMMLabAdapter):
+    scope = "mmseg"
+
     def __init__(self) -> None:
         from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 
@@ -171,6 +186,9 @@ class MMSegAdapter(OpenMMLabAdapter):
         metas = [s.metainfo for s in data_samples]
         self._postprocess(module, module.predict(self._levels(x), metas, ConfigDict()), data_samples)
 
+    def output_names(self, module: Any) -> str | None:
+        return "logits" if self.is_head(type(module)) else None  # a decode head's (B, K, h, w) logits
+
     def predict_from_outputs(self, module: Any, outputs: Any, data_samples: list) -> None:
         # BaseDecodeHead.predict is ``predict_by_feat(self.forward(inputs), batch_img_metas)``
         metas = [s.metainfo for s in data_samples]
@@ -195,7 +213,3 @@ class MMSegAdapter(OpenMMLabAdapter):
                 pred = (one > module.threshold).to(one)
             sample.seg_logits = PixelData(data=one)
             sample.pred_sem_seg = PixelData(data=pred)
-
-
-DEFAULT_ADAPTERS["mmdet"] = "MMDetAdapter"
-DEFAULT_ADAPTERS["mmseg"] = "MMSegAdapter"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
 
 from multitask_vision.models.blocks import TaskHead
 from multitask_vision.models.heads.utils import (
     check_num_levels,
-    conv_norm_act,
     resize,
     spec_list,
     to_feature_list,
@@ -39,8 +39,9 @@ class DenseHead(TaskHead):
         if not levels:
             raise ValueError(f"{type(self).__name__}: in_channels is empty")
         self.out_channels = out_channels
-        self.laterals = nn.ModuleList(conv_norm_act(c, channels) for c in levels)
-        self.convs = nn.Sequential(*(conv_norm_act(channels, channels) for _ in range(num_convs)))
+        # 3x3 conv (no bias) -> BN -> ReLU
+        self.laterals = nn.ModuleList(Conv2dNormActivation(c, channels, 3) for c in levels)
+        self.convs = nn.Sequential(*(Conv2dNormActivation(channels, channels, 3) for _ in range(num_convs)))
         self.conv_out = nn.Conv2d(channels, out_channels, 1)
 
     def output_spec(self, input_spec: Spec) -> FeatureSpec:

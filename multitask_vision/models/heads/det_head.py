@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import Conv2dNormActivation
 
 from multitask_vision.models.blocks import TaskHead
+from multitask_vision.models.heads.decoding import decode_fcos, distance_to_boxes, grid_points
 from multitask_vision.models.heads.utils import (
-    meta_shape,
-    meta_value,
     reduce_mean,
     spec_list,
     to_feature_list,
 )
+from multitask_vision.models.losses import build_loss
 from multitask_vision.models.spec import FeatureSpec, Spec, describe
 from multitask_vision.registry import MODELS
 
 INF = 1e8
+# FCOS's losses (mmdet's configs/fcos); the head normalises them as mmdet's FCOSHead does
+DEFAULT_LOSS_CLS = MappingProxyType(
+    dict(type="mmdet.FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+)
+DEFAULT_LOSS_BBOX = MappingProxyType(dict(type="mmdet.GIoULoss", loss_weight=1.0))
+DEFAULT_LOSS_CENTERNESS = MappingProxyType(
+    dict(type="mmdet.CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
+)
 
 
 def default_regress_ranges(strides: Sequence[int]) -> tuple[tuple[float, float], ...]:
@@ -35,15 +45,26 @@ def default_regress_ranges(strides: Sequence[int]) -> tuple[tuple[float, float],
     return tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
 
 
-def _group_count(channels: int, max_groups: int = 32) -> int:
-    """Largest number of GroupNorm groups <= ``max_groups`` that divides ``channels``."""
-    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+def _checked_regress_ranges(
+    strides: tuple[int, ...], regress_ranges: Sequence[Sequence[float]] | None
+) -> tuple[tuple[float, float], ...]:
+    """``regress_ranges`` (default :func:`default_regress_ranges`) as floats, one ``(lo, hi)`` per stride."""
+    ranges = default_regress_ranges(strides) if regress_ranges is None else regress_ranges
+    if len(ranges) != len(strides):
+        raise ValueError(
+            f"AnchorFreeDetHead: regress_ranges has {len(ranges)} entries but strides {strides} "
+            f"has {len(strides)}: give one (lo, hi) per level"
+        )
+    if any(len(r) != 2 or not r[0] < r[1] for r in ranges):
+        raise ValueError(
+            f"AnchorFreeDetHead: every regress range must be (lo, hi) with lo < hi, got {ranges}"
+        )
+    return tuple((float(lo), float(hi)) for lo, hi in ranges)
 
 
-def distance_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
-    """(..., 2) points and (..., 4) left/top/right/bottom distances -> (..., 4) xyxy boxes."""
-    x, y = points[..., 0], points[..., 1]
-    return torch.stack([x - ltrb[..., 0], y - ltrb[..., 1], x + ltrb[..., 2], y + ltrb[..., 3]], -1)
+def _group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with the largest number of groups <= ``max_groups`` that divides ``channels``."""
+    return nn.GroupNorm(max(g for g in range(1, max_groups + 1) if channels % g == 0), channels)
 
 
 def centerness_target(ltrb: Tensor) -> Tensor:
@@ -78,12 +99,19 @@ class AnchorFreeDetHead(TaskHead):
             :func:`default_regress_ranges`.
         center_sampling, center_sample_radius: positives only within ``radius * stride`` of a box centre.
         norm: ``'GN'`` (groups: the largest divisor of ``feat_channels`` up to 32), ``'BN'`` or ``None``.
-        loss_cls_weight, loss_bbox_weight, loss_centerness_weight: factors of the three losses.
-        focal_alpha, focal_gamma: sigmoid focal loss parameters.
+        loss_cls: config of the classification loss, called as mmdet's ``FCOSHead`` calls it but with one-hot
+            targets: ``(logits (N, K), one-hot (N, K), avg_factor=positives)`` (default sigmoid focal loss; the
+            one-hot form keeps mmdet's ``FocalLoss`` on its PyTorch implementation on every device).
+        loss_bbox: config of the box loss on the positives, ``(boxes (M, 4), target boxes (M, 4),
+            weight=centerness targets (M,), avg_factor=their sum)`` (default GIoU).
+        loss_centerness: config of the centerness loss, ``(logits (M,), targets (M,), avg_factor=positives)``
+            (default binary cross-entropy).
         prior_prob: initial foreground probability (classification bias).
         score_thr, nms_iou, max_per_img, nms_pre: inference: score threshold on ``sqrt(cls * centerness)``,
             class-aware NMS IoU, detections kept per image, candidates kept per level before NMS.
     """
+
+    output_names = ("cls", "bbox", "ctr")  # per level: cls_0.., bbox_0.., ctr_0..
 
     def __init__(
         self,
@@ -97,11 +125,9 @@ class AnchorFreeDetHead(TaskHead):
         center_sampling: bool = True,
         center_sample_radius: float = 1.5,
         norm: str | None = "GN",
-        loss_cls_weight: float = 1.0,
-        loss_bbox_weight: float = 1.0,
-        loss_centerness_weight: float = 1.0,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
+        loss_cls: Mapping[str, Any] = DEFAULT_LOSS_CLS,
+        loss_bbox: Mapping[str, Any] = DEFAULT_LOSS_BBOX,
+        loss_centerness: Mapping[str, Any] = DEFAULT_LOSS_CENTERNESS,
         prior_prob: float = 0.01,
         score_thr: float = 0.05,
         nms_iou: float = 0.6,
@@ -120,49 +146,40 @@ class AnchorFreeDetHead(TaskHead):
         if norm not in ("GN", "BN", None):
             raise ValueError(f"AnchorFreeDetHead: norm must be 'GN', 'BN' or None, got {norm!r}")
         self.strides = tuple(int(s) for s in strides)
-        ranges = default_regress_ranges(self.strides) if regress_ranges is None else regress_ranges
-        if len(ranges) != len(self.strides):
-            raise ValueError(
-                f"AnchorFreeDetHead: regress_ranges has {len(ranges)} entries but strides {self.strides} "
-                f"has {len(self.strides)}: give one (lo, hi) per level"
-            )
-        if any(len(r) != 2 or not r[0] < r[1] for r in ranges):
-            raise ValueError(
-                f"AnchorFreeDetHead: every regress range must be (lo, hi) with lo < hi, got {ranges}"
-            )
-        self.regress_ranges = tuple((float(lo), float(hi)) for lo, hi in ranges)
+        self.regress_ranges = _checked_regress_ranges(self.strides, regress_ranges)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.center_sampling = center_sampling
         self.center_sample_radius = center_sample_radius
-        self.loss_cls_weight = loss_cls_weight
-        self.loss_bbox_weight = loss_bbox_weight
-        self.loss_centerness_weight = loss_centerness_weight
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         self.score_thr = score_thr
         self.nms_iou = nms_iou
         self.max_per_img = max_per_img
         self.nms_pre = nms_pre
 
+        norm_layer = {"GN": _group_norm, "BN": nn.BatchNorm2d, None: None}[norm]
+
         def tower() -> nn.Sequential:
-            layers: list[nn.Module] = []
-            for i in range(stacked_convs):
-                layers.append(
-                    nn.Conv2d(in_channels if i == 0 else feat_channels, feat_channels, 3, padding=1)
+            blocks = [
+                Conv2dNormActivation(
+                    in_channels if i == 0 else feat_channels,
+                    feat_channels,
+                    3,
+                    norm_layer=norm_layer,
+                    bias=True,
                 )
-                if norm == "GN":
-                    layers.append(nn.GroupNorm(_group_count(feat_channels), feat_channels))
-                elif norm == "BN":
-                    layers.append(nn.BatchNorm2d(feat_channels))
-                layers.append(nn.ReLU(inplace=True))
-            return nn.Sequential(*layers)
+                for i in range(stacked_convs)
+            ]
+            # one flat Sequential (conv, norm, ReLU, conv, ...): checkpoints keep their keys cls_convs.<i>.*
+            return nn.Sequential(*(layer for block in blocks for layer in block))
 
         self.cls_convs, self.reg_convs = tower(), tower()
         self.conv_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
         self.conv_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         self.conv_centerness = nn.Conv2d(feat_channels, 1, 3, padding=1)
         self.scales = nn.Parameter(torch.ones(len(self.strides)))  # learnable per-level regression scale
+        self.loss_cls = build_loss(loss_cls, "AnchorFreeDetHead: loss_cls")
+        self.loss_bbox = build_loss(loss_bbox, "AnchorFreeDetHead: loss_bbox")
+        self.loss_centerness = build_loss(loss_centerness, "AnchorFreeDetHead: loss_centerness")
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
@@ -210,10 +227,7 @@ class AnchorFreeDetHead(TaskHead):
         """
         points, strides, ranges = [], [], []
         for (h, w), stride, rng in zip(featmap_sizes, self.strides, self.regress_ranges):
-            ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride
-            xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride
-            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-            points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # (h * w, 2)
+            points.append(grid_points(h, w, stride, device))  # (h * w, 2)
             strides.append(torch.full((h * w,), float(stride), device=device))
             ranges.append(torch.tensor(rng, device=device).expand(h * w, 2))
         return torch.cat(points), torch.cat(strides), torch.cat(ranges)
@@ -284,64 +298,39 @@ class AnchorFreeDetHead(TaskHead):
         pos = labels < self.num_classes  # (B, P)
         num_pos = reduce_mean(pos.sum().float()).clamp(min=1.0)
         onehot = F.one_hot(labels, self.num_classes + 1)[..., : self.num_classes].to(cls.dtype)  # (B, P, K)
-        loss_cls = (
-            sigmoid_focal_loss(cls, onehot, self.focal_alpha, self.focal_gamma, reduction="sum") / num_pos
-        )
+        loss_cls = self.loss_cls(cls.reshape(-1, k), onehot.reshape(-1, k), avg_factor=num_pos)
 
         pos_points = points[None].expand(b, -1, -1)[pos]  # (N, 2)
         pos_ltrb_t = ltrb_t[pos]  # (N, 4)
         ctr_t = centerness_target(pos_ltrb_t)  # (N,)
         # Always reduced (even with no positive here) so every process takes part in the collective.
         ctr_denom = reduce_mean(ctr_t.sum()).clamp(min=1e-6)
-        giou = generalized_box_iou_loss(
+        loss_bbox = self.loss_bbox(
             distance_to_boxes(pos_points, ltrb[pos]),
             distance_to_boxes(pos_points, pos_ltrb_t),
-            reduction="none",
-        )  # (N,)
-        loss_bbox = (giou * ctr_t).sum() / ctr_denom
-        loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos], ctr_t, reduction="sum") / num_pos
-        return dict(
-            loss_cls=self.loss_cls_weight * loss_cls,
-            loss_bbox=self.loss_bbox_weight * loss_bbox,
-            loss_centerness=self.loss_centerness_weight * loss_ctr,
+            weight=ctr_t,
+            avg_factor=ctr_denom,
         )
+        loss_centerness = self.loss_centerness(ctr[pos], ctr_t, avg_factor=num_pos)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_centerness=loss_centerness)
 
     # ------------------------------------------------------------------------------------------- predict
+    def runtime_manifest(self) -> dict:
+        return dict(
+            kind="fcos",
+            strides=list(self.strides),
+            num_classes=self.num_classes,
+            score_thr=self.score_thr,
+            nms_iou=self.nms_iou,
+            max_per_img=self.max_per_img,
+            nms_pre=self.nms_pre,
+        )
+
     def predict_by_feat(self, outputs, data_samples: list) -> None:
+        """``pred_instances`` by :func:`~multitask_vision.models.heads.decoding.decode_fcos` (bboxes in original
+        image pixels), the decoder the runtime helper of an exported model uses too."""
         cls_scores, bbox_preds, centernesses = outputs
-        b, k = cls_scores[0].shape[:2]
-        device = cls_scores[0].device
-        points, _, _ = self.points([c.shape[-2:] for c in cls_scores], device)
-        level_sizes = [c.shape[-2] * c.shape[-1] for c in cls_scores]
-        all_boxes, all_scores, all_labels = [], [], []
-        for cls, reg, ctr, pts in zip(cls_scores, bbox_preds, centernesses, points.split(level_sizes)):
-            prob = cls.float().sigmoid().permute(0, 2, 3, 1).reshape(b, -1, k)  # (B, hw, K)
-            ctr_prob = ctr.float().sigmoid().permute(0, 2, 3, 1).reshape(b, -1, 1)  # (B, hw, 1)
-            scores = (prob * ctr_prob).sqrt().reshape(b, -1)  # (B, hw * K)
-            top, idx = scores.topk(min(self.nms_pre, scores.shape[1]), dim=1)  # (B, n)
-            loc = torch.div(idx, k, rounding_mode="floor")
-            dist = (
-                reg.float().permute(0, 2, 3, 1).reshape(b, -1, 4).gather(1, loc[..., None].expand(-1, -1, 4))
-            )
-            all_boxes.append(distance_to_boxes(pts[loc], dist))  # (B, n, 4)
-            all_scores.append(top)
-            all_labels.append(idx % k)
-        boxes, scores, labels = torch.cat(all_boxes, 1), torch.cat(all_scores, 1), torch.cat(all_labels, 1)
-
-        # Clip to each image's unpadded extent (input pixels) before NMS.
-        img_hw = torch.tensor([meta_shape(s.metainfo, "img_shape") for s in data_samples], device=device)
-        max_xy = img_hw.flip(-1).repeat(1, 2).float()[:, None, :]  # (B, 1, 4): w, h, w, h
-        boxes = torch.minimum(boxes.clamp(min=0), max_xy)
-
-        keep = scores > self.score_thr  # (B, N)
-        img_idx = torch.arange(b, device=device)[:, None].expand_as(keep)[keep]  # (M,)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        order = batched_nms(boxes, scores, img_idx * k + labels, self.nms_iou)  # score-descending
-        for i, sample in enumerate(data_samples):
-            sel = order[img_idx[order] == i][: self.max_per_img]
-            sx, sy = (float(v) for v in meta_value(sample.metainfo, "scale_factor")[:2])
-            h0, w0 = meta_shape(sample.metainfo, "ori_shape")
-            det = boxes[sel] / boxes.new_tensor([sx, sy, sx, sy])  # (K, 4) original image pixels
-            det[:, 0::2] = det[:, 0::2].clamp(0, w0)
-            det[:, 1::2] = det[:, 1::2].clamp(0, h0)
-            sample.pred_instances = InstanceData(bboxes=det, scores=scores[sel], labels=labels[sel])
+        metas = [s.metainfo for s in data_samples]
+        dets = decode_fcos(cls_scores, bbox_preds, centernesses, metas, **self.runtime_manifest())
+        for sample, det in zip(data_samples, dets):
+            sample.pred_instances = InstanceData(**det)

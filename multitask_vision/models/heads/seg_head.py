@@ -1,17 +1,31 @@
-"""Semantic segmentation head: per-pixel class logits, cross-entropy with an ignore label."""
+"""Semantic segmentation head: per-pixel class logits, trained by mmseg's losses with an ignore label."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from mmengine.structures import PixelData
-from torch import Tensor
+from torch import Tensor, nn
 
+from multitask_vision.models.heads.decoding import decode_seg
 from multitask_vision.models.heads.dense_head import DenseHead
-from multitask_vision.models.heads.utils import resize, stack_pixel_gt, to_original
+from multitask_vision.models.heads.utils import resize, stack_pixel_gt
+from multitask_vision.models.losses import build_loss
 from multitask_vision.registry import MODELS
+
+# cross-entropy averaged over the non-ignored pixels, logged as 'loss_seg'
+DEFAULT_LOSS_DECODE = MappingProxyType(
+    dict(
+        type="mmseg.CrossEntropyLoss",
+        use_sigmoid=False,
+        loss_weight=1.0,
+        avg_non_ignore=True,
+        loss_name="loss_seg",
+    )
+)
 
 
 @MODELS.register_module()
@@ -22,9 +36,15 @@ class SegHead(DenseHead):
         num_classes: number of classes (logit channels).
         in_channels, channels, num_convs: see :class:`DenseHead`.
         ignore_index: label of pixels that count neither in the loss nor in the accuracy (the padding value).
-        loss_weight: factor on the cross-entropy.
-        class_weight: optional per-class weights of the cross-entropy (weighted mean, as ``F.cross_entropy``).
+        loss_decode: a loss config or a list of them, as mmseg's decode heads take it: each is called as
+            ``loss(logits (B, K, H, W), labels (B, H, W), ignore_index=ignore_index)`` at the batch input size
+            and logged under its ``loss_name`` (terms of the same name are summed). Default: cross-entropy
+            averaged over the non-ignored pixels, ``loss_seg``. For ``class_weight`` use
+            ``type='SegCrossEntropyLoss'`` (mmseg's, fixed for ignored pixels; see
+            :mod:`multitask_vision.models.losses`).
     """
+
+    output_names = "logits"
 
     def __init__(
         self,
@@ -34,44 +54,59 @@ class SegHead(DenseHead):
         channels: int = 64,
         num_convs: int = 1,
         ignore_index: int = 255,
-        loss_weight: float = 1.0,
-        class_weight: Sequence[float] | None = None,
+        loss_decode: Mapping[str, Any] | Sequence[Mapping[str, Any]] = DEFAULT_LOSS_DECODE,
     ) -> None:
         super().__init__(
             in_channels=in_channels, out_channels=num_classes, channels=channels, num_convs=num_convs
         )
-        if class_weight is not None and len(class_weight) != num_classes:
-            raise ValueError(
-                f"SegHead: class_weight has {len(class_weight)} entries for {num_classes} classes"
-            )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.loss_weight = loss_weight
-        self.class_weight: Tensor | None
-        weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
-        self.register_buffer("class_weight", weight, persistent=False)
+        cfgs = [loss_decode] if isinstance(loss_decode, Mapping) else list(loss_decode)
+        if not cfgs:
+            raise ValueError("SegHead: loss_decode is empty")
+        self.loss_decode = nn.ModuleList(
+            build_loss(cfg, f"SegHead: loss_decode[{i}]") for i, cfg in enumerate(cfgs)
+        )
+        for i, loss in enumerate(self.loss_decode):
+            _check_seg_loss(loss, num_classes, f"SegHead: loss_decode[{i}]")
 
     def loss(self, x, data_samples: list) -> dict[str, Tensor]:
         gt = stack_pixel_gt(data_samples, "gt_sem_seg")[:, 0].long()  # (B, H, W) at the batch input size
         logits = resize(self(x).float(), gt.shape[-2:])  # (B, K, H, W)
-        valid = gt != self.ignore_index  # (B, H, W)
-        ce = F.cross_entropy(
-            logits, gt, weight=self.class_weight, ignore_index=self.ignore_index, reduction="none"
-        )  # (B, H, W), 0 where ignored
-        if self.class_weight is None:
-            denom = valid.sum().to(ce.dtype)
-        else:
-            denom = (self.class_weight[gt.masked_fill(~valid, 0)] * valid).sum()
-        # A batch with every pixel ignored gives 0 (still part of the graph), not 0 / 0.
-        loss = ce.sum() / denom.clamp(min=1e-12)
+        losses: dict[str, Tensor] = {}
+        for loss in self.loss_decode:
+            name, value = str(loss.loss_name), loss(logits, gt, ignore_index=self.ignore_index)
+            losses[name] = losses[name] + value if name in losses else value
         with torch.no_grad():
+            valid = gt != self.ignore_index  # (B, H, W)
             correct = ((logits.argmax(1) == gt) & valid).sum()
-            acc = correct.float() * 100.0 / valid.sum().clamp(min=1)
-        return dict(loss_seg=self.loss_weight * loss, acc_seg=acc)
+            losses["acc_seg"] = correct.float() * 100.0 / valid.sum().clamp(min=1)
+        return losses
+
+    def runtime_manifest(self) -> dict:
+        return dict(kind="seg", num_classes=self.num_classes)
 
     def predict_by_feat(self, outputs, data_samples: list) -> None:
-        logits = outputs.float()  # (B, K, h, w)
-        for sample, sample_logits in zip(data_samples, logits):
-            seg = to_original(sample_logits, sample.metainfo)  # (K, H0, W0)
+        """``seg_logits`` (K, H0, W0) and ``pred_sem_seg`` (1, H0, W0) at the original size
+        (:func:`~multitask_vision.models.heads.decoding.decode_seg`, as the runtime helper does)."""
+        for sample, seg in zip(data_samples, decode_seg(outputs, [s.metainfo for s in data_samples])):
             sample.seg_logits = PixelData(data=seg)
             sample.pred_sem_seg = PixelData(data=seg.argmax(0, keepdim=True))  # (1, H0, W0) long
+
+
+def _check_seg_loss(loss: nn.Module, num_classes: int, where: str) -> None:
+    """A segmentation loss needs a ``loss_name`` and, if it has class weights, one per class; mmseg's own
+    cross-entropy cannot weight classes on batches with ignored pixels."""
+    if not isinstance(getattr(loss, "loss_name", None), str):
+        raise ValueError(f"{where}: {type(loss).__name__} has no loss_name; use an mmseg loss or one of ours")
+    weights = getattr(loss, "class_weight", None)
+    if weights is None:
+        return
+    if len(weights) != num_classes:
+        raise ValueError(f"{where}: class_weight has {len(weights)} entries for {num_classes} classes")
+    cls = type(loss)
+    if cls.__module__.startswith("mmseg.") and cls.__name__ == "CrossEntropyLoss" and not loss.use_sigmoid:
+        raise ValueError(
+            f"{where}: mmseg.CrossEntropyLoss with class_weight fails on ignored pixels (mmseg 1.2.2 indexes "
+            "the class weights with the ignore label): use type='SegCrossEntropyLoss', same arguments"
+        )

@@ -1,19 +1,18 @@
 """Helpers shared by the native blocks (backbones, necks, heads): feature packing, specs, ground truth, resizing.
 
-Dense predictions follow the data preprocessor's layout: every image of a batch sits at the top-left of a
-``batch_input_shape`` canvas, its unpadded part is ``img_shape`` and it was resized from ``ori_shape``.
+Resizing and the metainfo readers live with the decoding they serve (:mod:`multitask_vision.models.heads.decoding`,
+shared with the runtime helper of exported models) and are importable from here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
+from multitask_vision.models.heads.decoding import meta_shape, meta_value, resize, to_original  # noqa: F401
 from multitask_vision.models.spec import FeatureSpec, Spec, describe
 
 
@@ -43,15 +42,6 @@ def check_num_levels(specs: list[FeatureSpec], expected: int, where: str) -> Non
         )
 
 
-def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int = 3) -> torch.nn.Sequential:
-    """``conv (no bias) -> BN -> ReLU`` with 'same' padding."""
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        torch.nn.BatchNorm2d(out_channels),
-        torch.nn.ReLU(inplace=True),
-    )
-
-
 def reduce_mean(value: Tensor) -> Tensor:
     """Mean of ``value`` over the distributed processes (itself when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -59,19 +49,6 @@ def reduce_mean(value: Tensor) -> Tensor:
     value = value.clone()
     dist.all_reduce(value.div_(dist.get_world_size()))
     return value
-
-
-def meta_value(meta: dict[str, Any], key: str) -> Any:
-    """``meta[key]`` from a data sample's metainfo, with an error naming the missing key."""
-    if key not in meta:
-        raise KeyError(f"data sample metainfo lacks {key!r} (has {sorted(meta)}); the data pipeline sets it")
-    return meta[key]
-
-
-def meta_shape(meta: dict[str, Any], key: str) -> tuple[int, int]:
-    """``(H, W)`` of a shape entry (``img_shape``, ``ori_shape``, ``batch_input_shape`` ...) of the metainfo."""
-    h, w = meta_value(meta, key)[:2]
-    return int(h), int(w)
 
 
 def stack_pixel_gt(data_samples: list, field: str) -> Tensor:
@@ -85,22 +62,3 @@ def stack_pixel_gt(data_samples: list, field: str) -> Tensor:
             "to the batch input size"
         )
     return torch.stack([m if m.dim() == 3 else m.reshape(1, *m.shape[-2:]) for m in maps])  # (B, C, H, W)
-
-
-def resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear resize of (B, C, h, w) to ``size`` (h, w) (no-op when already there)."""
-    h, w = (int(v) for v in size)
-    if tuple(x.shape[-2:]) == (h, w):
-        return x
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-
-
-def to_original(dense: Tensor, meta: dict[str, Any]) -> Tensor:
-    """One image's dense map (C, h, w) at the head's stride -> (C, H0, W0) in original image coordinates.
-
-    Resize to the padded batch input, crop the padding away (``img_shape``), resize to ``ori_shape``.
-    """
-    x = resize(dense[None], meta_shape(meta, "batch_input_shape"))  # (1, C, Hb, Wb)
-    h, w = meta_shape(meta, "img_shape")
-    x = x[..., :h, :w]  # (1, C, h, w)
-    return resize(x, meta_shape(meta, "ori_shape"))[0]  # (C, H0, W0)

@@ -1,7 +1,7 @@
 """Quantization-aware training as an mmengine hook (torchao PT2E, x86 int8).
 
 ``custom_hooks = [dict(type='QATHook', start_iter=500)]``: at ``start_iter`` the model's units (trunk blocks,
-head towers and prediction convs, see :mod:`multitask_vision.compression.quantization`) are exported and
+head towers and prediction convs, see :mod:`multitask_vision.compression.pt2e`) are exported and
 prepared with fake quantization in place; training continues through the heads' own losses with the same
 optimizer (the prepared graphs hold the same ``Parameter`` objects). ``model.train()`` / ``.eval()`` (the
 train and validation loops call them) switch the graphs' batch norm between training and inference forms.
@@ -24,32 +24,27 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from multitask_vision.compression.export import ExportWrapper, export_program
+from multitask_vision.compression.pt2e import convert_units, prepare_units
 from multitask_vision.registry import HOOKS
 
 
 @HOOKS.register_module()
 class QATHook(Hook):
-    """Prepare for QAT at ``start_iter``, convert to int8 and save after training.
+    """Prepare for QAT at ``start_iter``, convert to int8 and save after training. Fake quantization is
+    torchao's x86 QAT default: moving-average min-max activation ranges, per-channel int8 weights.
 
     Args:
         start_iter: iteration at which fake quantization starts (0: from the first iteration).
-        observer: ``'minmax'`` (moving-average min/max fake quantization; the only one for QAT).
         save_name: file name of the int8 ``ExportedProgram`` under ``work_dir`` (None: do not save).
     """
 
     priority = "LOW"
 
-    def __init__(
-        self, start_iter: int = 0, observer: str = "minmax", save_name: str | None = "qat_int8.pt2"
-    ) -> None:
+    def __init__(self, start_iter: int = 0, save_name: str | None = "qat_int8.pt2") -> None:
         if isinstance(start_iter, bool) or not isinstance(start_iter, int) or start_iter < 0:
             raise ValueError(f"QATHook: start_iter must be an int >= 0, got {start_iter!r}")
-        if observer != "minmax":
-            raise ValueError(
-                f"QATHook: observer must be 'minmax' (moving-average fake quant), got {observer!r}"
-            )
         self.start_iter = start_iter
-        self.observer = observer
         self.save_name = save_name
         self.prepared: list[str] = []
         self.converted = False
@@ -72,8 +67,6 @@ class QATHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self.prepared or runner.iter < self.start_iter:
             return
-        from multitask_vision.compression.quantization import prepare_units
-
         model = self._model(runner)
         optimizer = runner.optim_wrapper.optimizer
         before = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -82,7 +75,7 @@ class QATHook(Hook):
         if img.shape[0] < 2:
             img = torch.cat([img, img])
         self._example = img[:2].detach().clone()
-        self.prepared = prepare_units(model, img, observer=self.observer, qat=True)
+        self.prepared = prepare_units(model, img, qat=True)
         now = {id(p) for p in model.parameters() if p.requires_grad}
         if not now <= before:  # the optimizer would silently stop training the new tensors
             raise RuntimeError("QATHook: prepared graphs hold parameters the optimizer does not know")
@@ -97,9 +90,6 @@ class QATHook(Hook):
                 f"QATHook: training ended before start_iter={self.start_iter}: nothing converted"
             )
             return
-        from multitask_vision.compression.export import ExportWrapper, export_program
-        from multitask_vision.compression.quantization import convert_units
-
         model = self._model(runner)
         convert_units(model)
         self.converted = True
