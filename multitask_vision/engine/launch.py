@@ -8,7 +8,6 @@ import ast
 import contextlib
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -189,24 +188,41 @@ def user_errors(*kinds: type[BaseException]):
     caught: tuple[type[BaseException], ...] = kinds or USER_ERRORS
     try:
         yield
-    except caught as e:
-        if os.environ.get("MTV_DEBUG"):
+    except Exception as e:
+        if not (isinstance(e, caught) or _bad_config_arguments(e)) or os.environ.get("MTV_DEBUG"):
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))
 
 
-# mmengine's registry re-raises a constructor's error as ``type(e)(f"class `X` in pkg/mod.py: {e}")``
-_BUILD_PREFIX = re.compile(r"^(class `[^`]+` in \S+\.py: )+")
+def _bad_config_arguments(e: Exception) -> bool:
+    """A ``TypeError`` raised where mmengine's registry calls a class with a config dict's arguments, because the
+    class does not take them (a mistyped key, e.g. of a dataset built lazily inside ``runner.train()``): a user
+    error. A ``TypeError`` raised anywhere deeper (a bug) is not."""
+    if not isinstance(e, TypeError) or not any(s in str(e) for s in _ARGUMENT_ERRORS):
+        return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    return (
+        code is not None and code.co_name == "build_from_cfg" and "registry" in Path(code.co_filename).parts
+    )
+
+
+_ARGUMENT_ERRORS = (
+    "got an unexpected keyword argument",
+    "required positional argument",
+    "required keyword-only",
+)
 
 
 def one_line(e: BaseException) -> str:
-    """The reason an error gives, in one line: without the prefixes mmengine's registry adds when the error came
-    from a constructor it called, and, for an error re-raised from a dataloader worker (whose message is
+    """The reason an error gives, in one line; for an error re-raised from a dataloader worker (whose message is
     ``Caught X in DataLoader worker process N`` and the worker's traceback), the worker's own message."""
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     lines = [line for line in msg.splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
         last = lines[-1]
         lines = [last.split(": ", 1)[1] if last.startswith(type(e).__module__) and ": " in last else last]
-    return _BUILD_PREFIX.sub("", lines[0]) if lines else type(e).__name__
+    return lines[0] if lines else type(e).__name__

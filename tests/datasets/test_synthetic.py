@@ -29,6 +29,7 @@ from multitask_vision.datasets.synthetic_scene import (
     render_scene,
 )
 from multitask_vision.datasets.voc import VOCMultitaskDataset
+from multitask_vision.utils.errors import UserError
 
 
 def _scenes(n: int, seed: int = 0, size=(96, 96)):
@@ -208,10 +209,10 @@ def test_ensure_is_idempotent_and_regenerates_on_change(tmp_path):
 def test_ensure_rejects_foreign_folders_and_unknown_options(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
-    with pytest.raises(RuntimeError, match="refusing"):
+    with pytest.raises(UserError, match="refusing"):  # one line from train.py
         ensure_synthetic_data(tmp_path / "mine", "voc", 2, 1, (32, 32))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
-    with pytest.raises(TypeError, match="depth_holes"):
+    with pytest.raises(UserError, match="depth_holes"):
         ensure_synthetic_data(tmp_path / "x", "voc", 2, 1, (32, 32), depth_holes=False)
     with pytest.raises(ValueError, match="layout"):
         ensure_synthetic_data(tmp_path / "x", "coco", 2, 1, (32, 32))
