@@ -61,10 +61,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors():
         runner = build_runner(args)
-    from multitask_vision.utils.checkpoint import CheckpointError
+    from multitask_vision.utils.errors import TrainingDivergedError, UserError
 
-    # the Runner reads --resume / --checkpoint files itself, through our loader (install_safe_loading)
-    with user_errors(CheckpointError):
+    # inside the Runner (checkpoints it reads, datasets and samplers it builds, hooks, dataloader workers) only
+    # our own error types are one line: a bug there keeps its traceback
+    with user_errors(UserError, TrainingDivergedError):
         if args.eval_only:
             runner.test()  # MetricsJSONHook writes <work_dir>/test_metrics.json
         else:
@@ -90,9 +91,14 @@ def build_runner(args: argparse.Namespace):
             logger="current",
             level=logging.WARNING,
         )
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
+    if args.resume == "auto":  # the newest whole checkpoint of the work dir; none is an error
+        from multitask_vision.engine.resume import resume_checkpoint
+
+        cfg.resume, cfg.load_from = True, resume_checkpoint(cfg.work_dir)
     elif args.resume:
+        from multitask_vision.utils.checkpoint import verify_checkpoint_file
+
+        verify_checkpoint_file(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
     if args.amp:
         import torch

@@ -6,3 +6,10 @@ _base_ = [
     "_base_/models/mmlab_resnet18_fpn_fcos_fcn_depth.py",
     "_base_/schedules/adamw_iters.py",
 ]
+# no Δm baselines for this model: keep the best checkpoint of each task's primary metric
+default_hooks = dict(
+    checkpoint=dict(
+        save_best=["detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"],
+        rule=["greater", "greater", "less"],
+    )
+)

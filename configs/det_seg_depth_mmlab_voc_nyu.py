@@ -3,6 +3,10 @@
 # they are two tasks with a head each (seg_voc, seg_nyu); each source maps its masks to its own task.
 # Get the data with scripts/download_data.sh (VOC -> data/VOCdevkit/VOC2012, NYUv2 -> data/nyuv2).
 # Not trained on this project's CPU machines; sized for one GPU.
+# Splits: NYUv2's val.txt (written by the converter) is its official 654-image *test* split: it only serves
+# test_dataloader. Validation (model selection, best checkpoints) uses 95 of the 795 training images, held out
+# (seeded: the same 95 every run); training uses the other 700. VOC 2012 has no public test labels: its val
+# split serves both.
 _base_ = ["./det_seg_depth_mmlab.py"]
 
 image_scale = (512, 512)
@@ -31,14 +35,14 @@ model = dict(
 )  # fmt: skip
 
 train_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="MultiTaskResize", scale=image_scale, keep_ratio=True),
     dict(type="MultiTaskRandomFlip", prob=0.5),
     dict(type="PackMultiTaskInputs"),
 ]
 test_pipeline = [  # annotations loaded after the resize: metrics compare at the original resolution
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="MultiTaskResize", scale=image_scale, keep_ratio=True),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="PackMultiTaskInputs"),
@@ -47,6 +51,7 @@ voc = dict(type="VOCMultitaskDataset", data_root="data/VOCdevkit/VOC2012", sourc
            tasks=dict(detection="instances", seg_voc="sem_seg"))  # fmt: skip
 nyu = dict(type="NYUv2Dataset", data_root="data/nyuv2", label_dir="label40", source_name="nyu",
            tasks=dict(depth="depth", seg_nyu="sem_seg"))  # fmt: skip
+nyu_holdout = dict(num=95, seed=0)  # of the 795 images of train.txt
 
 train_dataloader = dict(
     batch_size=8,
@@ -57,7 +62,7 @@ train_dataloader = dict(
     dataset=dict(
         sources=[
             dict(voc, split="train", pipeline=train_pipeline),
-            dict(nyu, split="train", pipeline=train_pipeline),
+            dict(nyu, split="train", holdout=dict(nyu_holdout, part="rest"), pipeline=train_pipeline),
         ]
     ),
 )
@@ -67,11 +72,20 @@ val_dataloader = dict(
     dataset=dict(
         sources=[
             dict(voc, split="val", pipeline=test_pipeline),
-            dict(nyu, split="val", pipeline=test_pipeline),
+            dict(nyu, split="train", holdout=dict(nyu_holdout, part="held"), pipeline=test_pipeline),
         ]
     ),
 )
-test_dataloader = val_dataloader
+test_dataloader = dict(
+    batch_size=4,
+    num_workers=4,
+    dataset=dict(
+        sources=[
+            dict(voc, split="val", pipeline=test_pipeline),
+            dict(nyu, split="val", pipeline=test_pipeline),  # NYUv2's official test split
+        ]
+    ),
+)
 val_evaluator = [
     dict(type="TaskMetric", task="detection", metric=dict(type="mmdet.VOCMetric", iou_thrs=[0.5], eval_mode="11points")),
     dict(type="TaskMetric", task="seg_voc", metric=dict(type="mmseg.IoUMetric", iou_metrics=["mIoU"])),
@@ -87,4 +101,11 @@ param_scheduler = [
     dict(type="CosineAnnealingLR", by_epoch=False, begin=1000, end=max_iters, eta_min=1e-6),
 ]
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
-default_hooks = dict(checkpoint=dict(interval=4000), logger=dict(interval=50))
+default_hooks = dict(
+    checkpoint=dict(
+        interval=4000,
+        save_best=["detection/pascal_voc/mAP", "seg_voc/mIoU", "seg_nyu/mIoU", "depth/abs_rel"],
+        rule=["greater", "greater", "greater", "less"],
+    ),
+    logger=dict(interval=50),
+)

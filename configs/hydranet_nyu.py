@@ -58,3 +58,7 @@ val_dataloader = dict(dataset=dict(sources=[{{_base_.nyu_val}}]))
 test_dataloader = val_dataloader
 val_evaluator = dict(metrics=[{{_base_.segmentation_metric}}, {{_base_.depth_metric}}])
 test_evaluator = val_evaluator
+# no Δm baselines: keep the best checkpoint of each task's primary metric
+default_hooks = dict(
+    checkpoint=dict(save_best=["segmentation/mIoU", "depth/abs_rel"], rule=["greater", "less"])
+)

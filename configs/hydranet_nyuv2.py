@@ -1,6 +1,10 @@
 # HydraNet on the real NYUv2 labelled set (795 train / 654 test, 40-class labels, depth in metres), as in
 # Nekrasov et al. 2019. Get the data with `bash scripts/download_data.sh --only nyu` (-> data/nyuv2).
 # Sized for one GPU; not trained on this project's CPU machines.
+# Splits: the converter writes NYUv2's official split as train.txt (795) and val.txt (the 654-image *test*
+# split). Model selection (validation, best checkpoints) must not see the test images, so 95 of the 795
+# training images are held out for validation (seeded: the same 95 every run) and training uses the other 700;
+# the test split is only for test_dataloader (train.py --eval-only).
 _base_ = ["./hydranet_nyu.py"]
 
 num_seg_classes = 40
@@ -22,7 +26,7 @@ model = dict(
 )
 
 train_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="MultiTaskRandomCrop", crop_size=(448, 576)),
     dict(type="MultiTaskRandomFlip", prob=0.5),
@@ -30,16 +34,27 @@ train_pipeline = [
     dict(type="PackMultiTaskInputs"),
 ]
 test_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="PackMultiTaskInputs"),
 ]
 nyu = dict(type="NYUv2Dataset", data_root="data/nyuv2", label_dir="label40", source_name="nyuv2")
+nyu_holdout = dict(num=95, seed=0)  # of the 795 images of train.txt
 train_dataloader = dict(
-    batch_size=6, dataset=dict(sources=[dict(nyu, split="train", pipeline=train_pipeline)])
+    batch_size=6,
+    dataset=dict(
+        sources=[dict(nyu, split="train", holdout=dict(nyu_holdout, part="rest"), pipeline=train_pipeline)]
+    ),
 )
-val_dataloader = dict(batch_size=4, dataset=dict(sources=[dict(nyu, split="val", pipeline=test_pipeline)]))
-test_dataloader = val_dataloader
+val_dataloader = dict(
+    batch_size=4,
+    dataset=dict(
+        sources=[dict(nyu, split="train", holdout=dict(nyu_holdout, part="held"), pipeline=test_pipeline)]
+    ),
+)
+test_dataloader = dict(  # NYUv2's official 654-image test split
+    batch_size=4, dataset=dict(sources=[dict(nyu, split="val", pipeline=test_pipeline)])
+)
 
 max_iters = 20000
 train_cfg = dict(max_iters=max_iters, val_interval=2000)

@@ -19,3 +19,5 @@ val_evaluator = dict(
     }
 )
 test_evaluator = val_evaluator
+# model selection: best_multitask_delta_m_iter_<N>.pth is the checkpoint with the best Δm so far
+default_hooks = dict(checkpoint=dict(save_best="multitask/delta_m", rule="greater"))

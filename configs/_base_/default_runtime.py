@@ -7,6 +7,9 @@ default_hooks = dict(
     param_scheduler=dict(type="ParamSchedulerHook"),
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=250, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type="DistSamplerSeedHook"),  # re-seeds MultiSourceSampler every epoch
+    # steps with a nan/inf loss or gradient are skipped by the model; this stops the run after that many in a
+    # row (exit code 3, naming the task and the last good checkpoint) and never saves or validates nan weights
+    nonfinite=dict(type="NonFiniteGuardHook", max_skipped_steps=3),
 )
 custom_hooks = [
     dict(type="TaskCoverageHook", strict=True),  # data tasks vs head tasks, checked before training
@@ -31,4 +34,5 @@ randomness = dict(seed=0)
 # Under DDP: a batch trains only the heads of the tasks its source labels, so the other heads' parameters
 # get no gradient in that step. All ranks draw the same source at every step (MultiSourceBatchSampler), so
 # the unused set is the same on every rank, which is what find_unused_parameters needs.
-model_wrapper_cfg = dict(type="MMDistributedDataParallel", find_unused_parameters=True)
+# MultiTaskDistributedDataParallel is mmengine's DDP wrapper running the model's own (guarded) train step.
+model_wrapper_cfg = dict(type="MultiTaskDistributedDataParallel", find_unused_parameters=True)

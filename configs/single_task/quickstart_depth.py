@@ -11,3 +11,4 @@ val_dataloader = dict(dataset=dict(only_tasks=["depth"]))
 test_dataloader = val_dataloader
 val_evaluator = dict(metrics=[{{_base_.depth_metric}}], baselines=None)
 test_evaluator = val_evaluator
+default_hooks = dict(checkpoint=dict(save_best="depth/abs_rel", rule="less"))  # no Δm without baselines

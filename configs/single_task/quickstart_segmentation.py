@@ -11,3 +11,6 @@ val_dataloader = dict(dataset=dict(only_tasks=["segmentation"]))
 test_dataloader = val_dataloader
 val_evaluator = dict(metrics=[{{_base_.segmentation_metric}}], baselines=None)
 test_evaluator = val_evaluator
+default_hooks = dict(
+    checkpoint=dict(save_best="segmentation/mIoU", rule="greater")
+)  # no Δm without baselines

@@ -13,8 +13,11 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
+
+from multitask_vision.utils.errors import DataError, UserError
 
 
 def voc_colormap(num: int = 256) -> list[tuple[int, int, int]]:
@@ -39,8 +42,13 @@ class MultiTaskSource(BaseDataset):
         tasks: ``{task name used by the model's heads: annotation kind}``; the kinds a subclass provides are
             ``ANNOTATION_KINDS``. ``None`` -> ``DEFAULT_TASKS``.
         source_name: written into every sample's ``source``; default the class name.
-        skip_bad: skip (with a warning, and a logged count) samples whose files are missing or corrupt
-            instead of raising.
+        skip_bad: skip (with a warning, and a logged count) samples whose files are missing, corrupt or hold
+            values their task does not allow, instead of raising
+            :class:`~multitask_vision.utils.errors.DataError`: at parse time (annotation files) and, in
+            training, when a sample is loaded (images and maps; mmengine then draws another sample).
+        holdout: carve a seeded, reproducible part out of the split, e.g. a validation set from a training
+            split that has none: ``dict(num=95, seed=0, part='held')`` keeps the 95 held-out samples,
+            ``part='rest'`` the others (the two never overlap; ``num`` may be a fraction of the split instead).
         **kwargs: :class:`mmengine.dataset.BaseDataset` arguments (``pipeline``, ``filter_cfg``, ``indices``,
             ``serialize_data``, ``test_mode``, ``lazy_init``, ``max_refetch``).
 
@@ -62,31 +70,34 @@ class MultiTaskSource(BaseDataset):
         tasks: Mapping[str, str] | None = None,
         source_name: str | None = None,
         skip_bad: bool = False,
+        holdout: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.tasks = self._check_tasks(self.DEFAULT_TASKS if tasks is None else tasks)
         self.source_name = source_name or type(self).__name__
         self.skip_bad = skip_bad
         self.num_skipped = 0
+        self.holdout = _check_holdout(holdout)
         filter_cfg = kwargs.get("filter_cfg")
         if filter_cfg:
             unknown = sorted(set(filter_cfg) - set(self.FILTER_KEYS))
             if unknown:
-                raise ValueError(
+                raise UserError(
                     f"{type(self).__name__}: unknown filter_cfg key(s) {unknown}; known: {list(self.FILTER_KEYS)}"
                 )
         super().__init__(**kwargs)
+        self._num_seg_classes = len(self._metainfo.get("seg_classes", ())) or None
 
     # ---- task mapping -------------------------------------------------------------------------------
     def _check_tasks(self, tasks: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(tasks, Mapping) or not tasks:
-            raise ValueError(
+            raise UserError(
                 f"{type(self).__name__}: tasks must be a non-empty dict task name -> kind, got {tasks!r}"
             )
         out = {}
         for name, kind in tasks.items():
             if kind not in self.ANNOTATION_KINDS:
-                raise ValueError(
+                raise UserError(
                     f"{type(self).__name__}: tasks[{name!r}] = {kind!r} is not an annotation kind of this source "
                     f"(one of {list(self.ANNOTATION_KINDS)})"
                 )
@@ -110,15 +121,29 @@ class MultiTaskSource(BaseDataset):
     # ---- loading ------------------------------------------------------------------------------------
     def _read_split(self) -> list[str]:
         if not osp.isdir(self.data_root):
-            raise FileNotFoundError(f"{type(self).__name__}: data_root {self.data_root!r} is not a directory")
+            raise DataError(f"{type(self).__name__}: data_root {self.data_root!r} is not a directory")
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f"{type(self).__name__}: split file {self.ann_file!r} does not exist")
+            raise DataError(f"{type(self).__name__}: split file {self.ann_file!r} does not exist")
         with open(self.ann_file, encoding="utf-8") as f:
             # the id is the first field (VOC's per-class lists add a flag after it)
-            return [line.split()[0] for line in f if line.strip()]
+            ids = [line.split()[0] for line in f if line.strip()]
+        if not ids:
+            raise DataError(f"{self.source_name}: split file {self.ann_file} lists no samples (it is empty)")
+        if self.holdout is None:
+            return ids
+        num = self.holdout["num"]
+        num = int(round(num * len(ids))) if isinstance(num, float) else num
+        if not 0 < num < len(ids):
+            raise UserError(
+                f"{self.source_name}: holdout.num={self.holdout['num']} must leave samples on both sides of "
+                f"the {len(ids)} of {self.ann_file}"
+            )
+        held = set(np.random.default_rng(self.holdout["seed"]).permutation(len(ids))[:num].tolist())
+        keep = self.holdout["part"] == "held"
+        return [i for k, i in enumerate(ids) if (k in held) == keep]
 
     def parse_sample(self, img_id: str) -> dict:
-        """One sample's data_info; raise ``FileNotFoundError``/``ValueError`` naming the bad file."""
+        """One sample's data_info; raise :class:`~multitask_vision.utils.errors.DataError` naming the bad file."""
         raise NotImplementedError
 
     def load_data_list(self) -> list[dict]:
@@ -132,7 +157,7 @@ class MultiTaskSource(BaseDataset):
                 info = self.parse_sample(img_id)
             except (OSError, ValueError) as err:
                 if not self.skip_bad:
-                    raise
+                    raise err if isinstance(err, DataError) else DataError(str(err)) from err
                 self.num_skipped += 1
                 if self.num_skipped <= 10:
                     print_log(f"{self.source_name}: skipping {img_id!r}: {err}", "current", logging.WARNING)
@@ -148,6 +173,11 @@ class MultiTaskSource(BaseDataset):
                 "current",
                 logging.WARNING,
             )
+        if not data_list:
+            raise DataError(
+                f"{self.source_name}: no usable sample among the {len(ids)} of {self.ann_file} ({self.num_skipped} "
+                f"skipped, {unlabelled} labelled for none of the tasks {self.task_names})"
+            )
         if unlabelled:
             print_log(
                 f"{self.source_name}: dropped {unlabelled} samples labelled for none of the tasks {self.task_names}",
@@ -155,6 +185,29 @@ class MultiTaskSource(BaseDataset):
             )
         self._log_summary(data_list)
         return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        """The sample's data_info, plus ``num_seg_classes`` for the loader's label-range check."""
+        info = super().get_data_info(idx)
+        if "seg_map_path" in info and self._num_seg_classes:
+            info["num_seg_classes"] = self._num_seg_classes
+        return info
+
+    def prepare_data(self, idx: int) -> Any:
+        """The pipeline's output; with ``skip_bad=True`` in training, ``None`` for a sample whose files fail a
+        load-time check (mmengine's dataset then draws another), with a warning and a count."""
+        try:
+            return super().prepare_data(idx)
+        except DataError as err:
+            if not self.skip_bad or self.test_mode:
+                raise
+            self.num_skipped += 1
+            print_log(
+                f"{self.source_name}: skipped a sample ({self.num_skipped} so far in this process): {err}",
+                "current",
+                logging.WARNING,
+            )
+            return None
 
     def _prepare_listing(self) -> None:
         """Hook run once before parsing: list annotation folders (one ``listdir`` instead of a stat per id)."""
@@ -193,6 +246,26 @@ class MultiTaskSource(BaseDataset):
         )
 
 
+def _check_holdout(holdout: Mapping[str, Any] | None) -> dict | None:
+    if holdout is None:
+        return None
+    cfg = dict(holdout)
+    unknown = sorted(set(cfg) - {"num", "seed", "part"})
+    num = cfg.get("num")
+    valid_num = (isinstance(num, int) and num > 0) or (isinstance(num, float) and 0 < num < 1)
+    if (
+        unknown
+        or not valid_num
+        or cfg.get("part") not in ("held", "rest")
+        or not isinstance(cfg.get("seed"), int)
+    ):
+        raise UserError(
+            f"holdout must be dict(num=<count, or fraction in (0, 1)>, seed=<int>, part='held'|'rest'), "
+            f"got {holdout!r}"
+        )
+    return cfg
+
+
 def list_dir_names(folder: str) -> frozenset[str]:
     return frozenset(os.listdir(folder)) if osp.isdir(folder) else frozenset()
 
@@ -205,7 +278,7 @@ def read_image_size(path: str) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.size
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"unreadable image {path}: {err}") from None
+        raise DataError(f"unreadable image {path}: {err}") from None
 
 
 def complete_metainfo(metainfo: Mapping | None, *, seg_has_background: bool) -> dict | None:

@@ -14,6 +14,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from multitask_vision.registry import DATASETS
+from multitask_vision.utils.errors import UserError
 
 # annotation kind -> metainfo key holding its class names (first present wins)
 _CLASS_KEYS = {"instances": ("classes",), "sem_seg": ("seg_classes", "classes"), "depth": ()}
@@ -42,7 +43,7 @@ class MultiSourceDataset(Dataset):
 
     def __init__(self, sources: Sequence[dict | Dataset], only_tasks: Sequence[str] | None = None) -> None:
         if not sources:
-            raise ValueError("MultiSourceDataset needs at least one source")
+            raise UserError("MultiSourceDataset needs at least one source")
         if only_tasks is not None:
             sources = self._narrow(sources, set(only_tasks))
         self.datasets: list[Any] = [DATASETS.build(s) if isinstance(s, dict) else s for s in sources]
@@ -50,13 +51,13 @@ class MultiSourceDataset(Dataset):
         for i, ds in enumerate(self.datasets):
             name = getattr(ds, "source_name", None) or type(ds).__name__
             if name in self.source_names:
-                raise ValueError(
+                raise UserError(
                     f"sources[{i}] and another source are both named {name!r}: give each a source_name"
                 )
             if not hasattr(ds, "tasks"):
-                raise ValueError(f"sources[{i}] ({name}) does not say which tasks it labels (no .tasks)")
+                raise UserError(f"sources[{i}] ({name}) does not say which tasks it labels (no .tasks)")
             if len(ds) == 0:
-                raise ValueError(f"sources[{i}] ({name}) is empty")
+                raise UserError(f"sources[{i}] ({name}) is empty")
             self.source_names.append(name)
         self.cumulative_sizes: list[int] = []
         total = 0
@@ -70,18 +71,18 @@ class MultiSourceDataset(Dataset):
         narrowed = []
         for i, src in enumerate(sources):
             if not isinstance(src, dict):
-                raise ValueError(f"only_tasks needs source configs, but sources[{i}] is a built dataset")
+                raise UserError(f"only_tasks needs source configs, but sources[{i}] is a built dataset")
             cls = DATASETS.get(src["type"]) if isinstance(src["type"], str) else src["type"]
             mapping = src.get("tasks") or getattr(cls, "DEFAULT_TASKS", None)
             if mapping is None:
-                raise ValueError(
+                raise UserError(
                     f"only_tasks: sources[{i}] ({src['type']}) does not say which tasks it labels"
                 )
             kept = {t: k for t, k in mapping.items() if t in keep}
             if kept:
                 narrowed.append(dict(src, tasks=kept))
         if not narrowed:
-            raise ValueError(f"only_tasks={sorted(keep)}: no source labels any of these tasks")
+            raise UserError(f"only_tasks={sorted(keep)}: no source labels any of these tasks")
         return narrowed
 
     def _task_meta(self) -> dict[str, dict]:
@@ -91,7 +92,7 @@ class MultiSourceDataset(Dataset):
             for task in ds.tasks:
                 m = source_task_meta(ds, task)
                 if task in meta and meta[task] != m:
-                    raise ValueError(
+                    raise UserError(
                         f"sources {owner[task]!r} and {name!r} both label task {task!r} but with different "
                         f"classes: {meta[task].get('classes')} vs {m.get('classes')}; name the tasks apart"
                     )

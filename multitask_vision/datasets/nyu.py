@@ -33,6 +33,7 @@ from multitask_vision.datasets.base import (
     voc_colormap,
 )
 from multitask_vision.registry import DATASETS
+from multitask_vision.utils.errors import DataError, UserError
 
 # NYUv2's 13-class map (Couprie et al. 2013), in label order 1..13 (stored here as 0..12)
 NYU40_CLASSES = (
@@ -93,11 +94,11 @@ class NYUv2Dataset(MultiTaskSource):
     ) -> None:
         for key in ("ann_file", "data_prefix"):
             if key in kwargs:
-                raise TypeError(
+                raise UserError(
                     f"{type(self).__name__}: {key!r} is derived from data_root/split; do not pass it"
                 )
         if depth_scale <= 0:
-            raise ValueError(f"{type(self).__name__}: depth_scale must be > 0, got {depth_scale}")
+            raise UserError(f"{type(self).__name__}: depth_scale must be > 0, got {depth_scale}")
         self.split = split
         self.label_dir = label_dir
         self.depth_scale = float(depth_scale)
@@ -140,7 +141,7 @@ class NYUv2Dataset(MultiTaskSource):
     def parse_sample(self, img_id: str) -> dict:
         img_path = osp.join(self.data_prefix["img_path"], img_id + self.img_suffix)
         if not osp.isfile(img_path):
-            raise FileNotFoundError(f"missing image {img_path} (listed in {self.ann_file})")
+            raise DataError(f"missing image {img_path} (listed in {self.ann_file})")
         width, height = read_image_size(img_path)
         info = self._base_info(img_id, img_path, height, width)
         name = img_id + ".png"
@@ -154,7 +155,7 @@ class NYUv2Dataset(MultiTaskSource):
                 osp.join(self.data_prefix["depth_map_path" if k == "depth" else "seg_map_path"], name)
                 for k in sorted(self.kinds)
             ]
-            raise FileNotFoundError(f"missing annotation for {img_id!r}: none of {expected} exists")
+            raise DataError(f"missing annotation for {img_id!r}: none of {expected} exists")
         for kind in self.kinds - present:
             self._missing[kind] += 1
         if "depth" in present:

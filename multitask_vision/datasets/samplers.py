@@ -31,6 +31,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import BatchSampler, Sampler
 
 from multitask_vision.registry import DATA_SAMPLERS
+from multitask_vision.utils.errors import UserError
 
 STRATEGIES = ("proportional", "round_robin", "weighted", "temperature")
 
@@ -41,7 +42,7 @@ class MultiSourceSampler(Sampler):
 
     def __init__(self, dataset, shuffle: bool = True, seed: int | None = None) -> None:
         if not hasattr(dataset, "source_of") or not hasattr(dataset, "cumulative_sizes"):
-            raise TypeError(f"MultiSourceSampler needs a MultiSourceDataset, got {type(dataset).__name__}")
+            raise UserError(f"MultiSourceSampler needs a MultiSourceDataset, got {type(dataset).__name__}")
         self.dataset = dataset
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else seed
@@ -96,20 +97,20 @@ class MultiSourceBatchSampler(BatchSampler):
         temperature: float | None = None,
     ) -> None:
         if not isinstance(sampler, MultiSourceSampler):
-            raise TypeError(
+            raise UserError(
                 "MultiSourceBatchSampler needs train_dataloader.sampler=dict(type='MultiSourceSampler'), "
                 f"got {type(sampler).__name__}"
             )
         if strategy not in STRATEGIES:
-            raise ValueError(f"batch_sampler.strategy={strategy!r}; choose one of {STRATEGIES}")
+            raise UserError(f"batch_sampler.strategy={strategy!r}; choose one of {STRATEGIES}")
         if (weights is not None) != (strategy == "weighted"):
-            raise ValueError("batch_sampler.weights is required for, and only used by, strategy='weighted'")
+            raise UserError("batch_sampler.weights is required for, and only used by, strategy='weighted'")
         if (temperature is not None) != (strategy == "temperature"):
-            raise ValueError(
+            raise UserError(
                 "batch_sampler.temperature is required for, and only used by, strategy='temperature'"
             )
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise UserError(f"batch_size must be a positive int, got {batch_size!r}")
         self.sampler: MultiSourceSampler = sampler
         self.batch_size = batch_size
         self.strategy = strategy
@@ -117,7 +118,7 @@ class MultiSourceBatchSampler(BatchSampler):
         if strategy == "weighted":
             w = np.asarray(weights, dtype=np.float64)
             if w.shape != sizes.shape or (w < 0).any() or w.sum() <= 0:
-                raise ValueError(
+                raise UserError(
                     f"batch_sampler.weights must be {len(sizes)} non-negative numbers (one per source: "
                     f"{list(sampler.dataset.source_names)}), got {weights}"
                 )
@@ -125,7 +126,7 @@ class MultiSourceBatchSampler(BatchSampler):
         elif strategy == "temperature":
             assert temperature is not None  # checked above
             if temperature <= 0:
-                raise ValueError(f"batch_sampler.temperature must be > 0, got {temperature}")
+                raise UserError(f"batch_sampler.temperature must be > 0, got {temperature}")
             p = sizes ** (1.0 / temperature)
             self.probs = p / p.sum()
         else:
@@ -134,7 +135,7 @@ class MultiSourceBatchSampler(BatchSampler):
             n for n, k in zip(sampler.dataset.source_names, self.sampler.shard_sizes()) if k < batch_size
         ]
         if small and strategy != "proportional":
-            raise ValueError(f"sources {small} have fewer samples per rank than batch_size={batch_size}")
+            raise UserError(f"sources {small} have fewer samples per rank than batch_size={batch_size}")
 
     def source_sequence(self, epoch: int) -> list[int]:
         """Which source each batch of ``epoch`` comes from (identical on every rank)."""

@@ -30,8 +30,9 @@ from multitask_vision.datasets.synthetic_scene import (
     kinect_holes,
     render_scene,
 )
+from multitask_vision.utils.errors import UserError
 
-GENERATOR_VERSION = 1  # bump whenever a seed stops giving the same files: datasets on disk then regenerate
+GENERATOR_VERSION = 2  # bump whenever a seed stops giving the same files: datasets on disk then regenerate
 MANIFEST = "synthetic_manifest.json"
 # recorded in every manifest, and only datasets whose manifest names it are reused or replaced: keep it
 GENERATOR = "multitask_vision.datasets.synthetic"
@@ -61,7 +62,8 @@ def _encode(ext: str, array: np.ndarray, params: Sequence[int] = ()) -> bytes:
 
 
 def voc_xml(img_id: str, scene: SyntheticScene, segmented: bool, img_suffix: str = ".jpg") -> str:
-    """VOC annotation text; boxes 1-based inclusive (``xmin = x0 + 1`` for the 0-based pixel ``x0``)."""
+    """VOC annotation text; boxes 1-based inclusive (``xmin = x0 + 1`` for the 0-based pixel ``x0``). Objects
+    whose visible box is one pixel thin are left out: read back (``xml - 1``) they would have no area."""
     h, w = scene.seg.shape
     objs = "".join(
         "\t<object>\n"
@@ -77,6 +79,7 @@ def voc_xml(img_id: str, scene: SyntheticScene, segmented: bool, img_suffix: str
         "\t\t</bndbox>\n"
         "\t</object>\n"
         for o in scene.objects
+        if o.bbox[2] > o.bbox[0] and o.bbox[3] > o.bbox[1]
     )
     return (
         "<annotation>\n"
@@ -156,24 +159,24 @@ def synthetic_params(
 ) -> dict:
     """The full, JSON-normal parameter set of a dataset (defaults filled, unknown options rejected)."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     known = _LAYOUT_OPTS[layout]
     unknown = sorted(set(opts) - set(known))
     if unknown:
-        raise TypeError(
+        raise UserError(
             f"unknown option(s) {unknown} for the synthetic {layout!r} layout; known: {sorted(known)}"
         )
     if len(image_size) != 2 or min(int(s) for s in image_size) < 16:
-        raise ValueError(f"image_size must be (height, width), each >= 16, got {image_size!r}")
+        raise UserError(f"image_size must be (height, width), each >= 16, got {image_size!r}")
     if num_train < 0 or num_val < 0:
-        raise ValueError(f"num_train/num_val must be >= 0, got {num_train}, {num_val}")
+        raise UserError(f"num_train/num_val must be >= 0, got {num_train}, {num_val}")
     merged = {**known, **opts}
     if not 1 <= int(merged["min_objects"]) <= int(merged["max_objects"]):  # type: ignore[call-overload]
-        raise ValueError(
+        raise UserError(
             f"need 1 <= min_objects <= max_objects, got {merged['min_objects']}, {merged['max_objects']}"
         )
     if layout == "voc" and not 0.0 <= float(merged["seg_fraction"]) <= 1.0:  # type: ignore[arg-type]
-        raise ValueError(f"seg_fraction must be in [0, 1], got {merged['seg_fraction']}")
+        raise UserError(f"seg_fraction must be in [0, 1], got {merged['seg_fraction']}")
     params = dict(
         layout=layout,
         num_train=int(num_train),
@@ -260,7 +263,7 @@ def _replaceable(root: str) -> bool:
 
 def _check_replaceable(root: str) -> None:
     if not _replaceable(root):
-        raise RuntimeError(
+        raise UserError(
             f"{root} exists and was not written by ensure_synthetic_data (no {MANIFEST}); refusing to replace it"
         )
 

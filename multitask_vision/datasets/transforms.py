@@ -12,7 +12,7 @@ import logging
 import mmcv
 import numpy as np
 import torch
-from mmcv.transforms import BaseTransform
+from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmdet.datasets.transforms import LoadAnnotations as MMDetLoadAnnotations
 from mmdet.datasets.transforms import PhotoMetricDistortion as MMDetPhotoMetricDistortion
 from mmdet.datasets.transforms import RandomCrop as MMDetRandomCrop
@@ -24,15 +24,75 @@ from mmengine.structures import InstanceData, PixelData
 
 from multitask_vision.registry import TRANSFORMS
 from multitask_vision.structures import MultiTaskDataSample
+from multitask_vision.utils.errors import DataError
+
+
+def _why_unreadable(data: bytes) -> str:
+    """Why a decoder gave up on these bytes (looked at only after it did): a JPEG or PNG cut short lacks the
+    marker it ends with; anything else is corrupt or not an image."""
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-1024:]:
+        return "truncated (the JPEG has no end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        return "truncated (the PNG has no IEND chunk)"
+    return "corrupt or not an image"
+
+
+def _read(path: str, what: str, backend_args) -> bytes:
+    try:
+        return fileio.get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise DataError(f"missing {what} {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e}") from None
+
+
+def _decode(data: bytes, path: str, what: str, flag: str, backend: str) -> np.ndarray:
+    try:
+        out = mmcv.imfrombytes(data, flag=flag, backend=backend)
+    except Exception:  # noqa: BLE001 - any decoder failure is a bad file, diagnosed from its bytes
+        out = None
+    if out is None:
+        raise DataError(f"cannot decode {what} {path}: {_why_unreadable(data)}")
+    return out
+
+
+@TRANSFORMS.register_module()
+class LoadMultiTaskImage(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` (same arguments), with files checked: a missing, truncated or undecodable
+    image raises :class:`~multitask_vision.utils.errors.DataError` naming the file (the source's
+    ``skip_bad=True`` skips such samples instead). Gray and RGBA files come out as 3 channels (gray replicated,
+    alpha dropped: ``color_type='color'``, the default); any other channel count is an error. No check decodes
+    twice: a failed decode is diagnosed from the bytes already read."""
+
+    def transform(self, results: dict) -> dict:
+        path = results["img_path"]
+        img = _decode(_read(path, "image", self.backend_args), path, "image", self.color_type,
+                      self.imdecode_backend)  # fmt: skip
+        if img.ndim != 3 or img.shape[2] != 3:
+            channels = 1 if img.ndim == 2 else img.shape[2]
+            raise DataError(
+                f"image {path} has {channels} channel(s), the model takes 3 (color_type={self.color_type!r}; "
+                "'color' converts gray and RGBA images)"
+            )
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results["img"] = img
+        results["img_shape"] = img.shape[:2]
+        results["ori_shape"] = img.shape[:2]
+        return results
 
 
 @TRANSFORMS.register_module()
 class LoadMultiTaskAnnotations(MMDetLoadAnnotations):
     """Load every annotation the sample has: boxes+labels (``instances``), a class-index map
     (``seg_map_path``, decoded with Pillow so palette PNGs give indices) and a depth map (``depth_map_path``,
-    16-bit PNG divided by the sample's ``depth_scale``). A missing or unreadable file raises ``OSError``
-    naming it; with ``skip_bad=True`` the sample is skipped instead (training only: mmengine's dataset then
-    draws another one), with a warning that names the file and counts the skips.
+    16-bit PNG divided by the sample's ``depth_scale``), and check the maps as they come (a pass over the decoded
+    array, no second decode). Raises :class:`~multitask_vision.utils.errors.DataError` naming the file when a map
+    is missing, truncated or undecodable, has more than one channel, is not the size of the image, holds a class
+    value outside the source's classes (``num_seg_classes`` of the sample; 255 = unlabelled is allowed), or has
+    no labelled / valid pixel at all. With ``skip_bad=True`` the sample is skipped instead (training only:
+    mmengine's dataset then draws another one), with a warning that names the file and counts the skips (the
+    source's own ``skip_bad`` does the same for every check of the sample).
     """
 
     def __init__(
@@ -56,7 +116,7 @@ class LoadMultiTaskAnnotations(MMDetLoadAnnotations):
     def transform(self, results: dict) -> dict | None:
         try:
             return self._load(results)
-        except OSError as e:
+        except DataError as e:
             if not self.skip_bad:
                 raise
             self.num_skipped += 1
@@ -70,28 +130,45 @@ class LoadMultiTaskAnnotations(MMDetLoadAnnotations):
             self._load_labels(results)
         if "seg_map_path" in results:
             path = results["seg_map_path"]
-            try:
-                self._load_seg_map(results)
-            except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-                raise OSError(f"cannot read segmentation map {path}: {e}") from e
-            if results["gt_seg_map"] is None or results["gt_seg_map"].ndim != 2:
-                raise OSError(f"segmentation map {path} is not a single-channel class-index image")
+            data = _read(path, "segmentation map", self.backend_args)
+            seg = _decode(data, path, "segmentation map", "unchanged", self.imdecode_backend).squeeze()
+            if seg.ndim != 2:
+                raise DataError(f"segmentation map {path} is not a single-channel class-index image")
+            results["gt_seg_map"] = self._check_labels(seg, path, results.get("num_seg_classes"))
+            results["ignore_index"] = self.ignore_index
+            self._check_size(results, seg, path)
         if "depth_map_path" in results:
-            results["gt_depth_map"] = self._load_depth(
-                results["depth_map_path"], results.get("depth_scale", 1000.0)
-            )
+            path = results["depth_map_path"]
+            raw = _decode(_read(path, "depth map", self.backend_args), path, "depth map", "unchanged", "cv2")
+            if raw.ndim != 2:
+                raise DataError(f"depth map {path} is not a single-channel image")
+            if not raw.any():
+                raise DataError(f"depth map {path} has no valid pixel (all 0): nothing to learn depth from")
+            self._check_size(results, raw, path)
+            results["gt_depth_map"] = raw.astype(np.float32) / float(results.get("depth_scale", 1000.0))
         return results
 
-    def _load_depth(self, path: str, scale: float) -> np.ndarray:
-        try:
-            raw = mmcv.imfrombytes(
-                fileio.get(path, backend_args=self.backend_args), flag="unchanged", backend="cv2"
+    def _check_labels(self, seg: np.ndarray, path: str, num_classes: int | None) -> np.ndarray:
+        labelled = seg != self.ignore_index
+        if not labelled.any():
+            raise DataError(f"segmentation map {path} has no labelled pixel (all {self.ignore_index})")
+        if num_classes is not None and int(seg[labelled].max()) >= num_classes:
+            values = np.unique(seg[labelled & (seg >= num_classes)])
+            shown = ", ".join(str(v) for v in values[:5].tolist()) + (", ..." if len(values) > 5 else "")
+            raise DataError(
+                f"segmentation map {path} holds value(s) {shown}: the source has {num_classes} classes "
+                f"(0..{num_classes - 1}; {self.ignore_index} = unlabelled)"
             )
-        except Exception as e:  # noqa: BLE001
-            raise OSError(f"cannot read depth map {path}: {e}") from e
-        if raw is None or raw.ndim != 2:
-            raise OSError(f"depth map {path} is not a single-channel image")
-        return raw.astype(np.float32) / float(scale)
+        return seg
+
+    @staticmethod
+    def _check_size(results: dict, array: np.ndarray, path: str) -> None:
+        """A map must have the image's size (as decoded, ``ori_shape``; else the source's ``height``/``width``):
+        padded into a corner, a smaller one would supervise the wrong pixels."""
+        shape = results.get("ori_shape") or (results.get("height"), results.get("width"))
+        if None not in shape and tuple(array.shape[:2]) != tuple(shape):
+            (h, w), (ih, iw) = array.shape[:2], shape
+            raise DataError(f"{path} is {w}x{h} pixels but its image {results.get('img_path')} is {iw}x{ih}")
 
 
 @TRANSFORMS.register_module()

@@ -15,6 +15,7 @@ An image is labelled for segmentation only when its ``SegmentationClass`` PNG ex
 
 from __future__ import annotations
 
+import logging
 import os.path as osp
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -31,6 +32,7 @@ from multitask_vision.datasets.base import (
     voc_colormap,
 )
 from multitask_vision.registry import DATASETS
+from multitask_vision.utils.errors import DataError, UserError
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -41,7 +43,7 @@ VOC_CLASSES = (
 def _text(node: ET.Element, tag: str, xml_path: str) -> str:
     child = node.find(tag)
     if child is None or child.text is None:
-        raise ValueError(f"corrupt VOC annotation {xml_path}: <{node.tag}> has no <{tag}>")
+        raise DataError(f"corrupt VOC annotation {xml_path}: <{node.tag}> has no <{tag}>")
     return child.text.strip()
 
 
@@ -50,7 +52,7 @@ def _number(node: ET.Element, tag: str, xml_path: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"corrupt VOC annotation {xml_path}: <{tag}> is {text!r}, not a number") from None
+        raise DataError(f"corrupt VOC annotation {xml_path}: <{tag}> is {text!r}, not a number") from None
 
 
 @DATASETS.register_module()
@@ -69,7 +71,9 @@ class VOCMultitaskDataset(MultiTaskSource):
 
     Boxes: VOC stores 1-based inclusive pixel coordinates; ``bbox`` is ``xml value - 1`` (mmdet's
     convention), ``difficult`` objects get ``ignore_flag=1``. ``height``/``width`` come from the XML
-    ``<size>`` (from the image header when missing or zero).
+    ``<size>`` (from the image header when missing or zero). A box reaching outside the image is clipped to it;
+    one left with no area (zero width or height, inverted, or wholly outside) is dropped: both are counted and
+    logged once per split with the first file.
     """
 
     ANNOTATION_KINDS = ("instances", "sem_seg")
@@ -100,7 +104,7 @@ class VOCMultitaskDataset(MultiTaskSource):
     ) -> None:
         for key in ("ann_file", "data_prefix"):
             if key in kwargs:
-                raise TypeError(
+                raise UserError(
                     f"{type(self).__name__}: {key!r} is derived from data_root/split; do not pass it"
                 )
         self.split = split
@@ -108,6 +112,8 @@ class VOCMultitaskDataset(MultiTaskSource):
         self.img_suffix = img_suffix
         self.seg_suffix = seg_suffix
         self._dropped_names: Counter[str] = Counter()
+        self.box_fixes: Counter[str] = Counter()  # boxes "clipped" to the image / "dropped" (no area)
+        self._box_example: dict[str, str] = {}
         super().__init__(
             tasks=tasks,
             source_name=source_name,
@@ -125,6 +131,8 @@ class VOCMultitaskDataset(MultiTaskSource):
         )
         self._cat2label = {name: i for i, name in enumerate(self._metainfo["classes"])}
         self._dropped_names = Counter()
+        self.box_fixes = Counter()
+        self._box_example = {}
 
     def load_data_list(self) -> list[dict]:
         data_list = super().load_data_list()
@@ -134,21 +142,31 @@ class VOCMultitaskDataset(MultiTaskSource):
                 f"metainfo['classes']: {dict(self._dropped_names)}",
                 "current",
             )
+        for fix, what in (
+            ("clipped", "reaching outside their image, clipped"),
+            ("dropped", "with no area, dropped"),
+        ):
+            if self.box_fixes[fix]:
+                print_log(
+                    f"{self.source_name}: {self.box_fixes[fix]} boxes {what} (first: {self._box_example[fix]})",
+                    "current",
+                    logging.WARNING,
+                )
         return data_list
 
     def parse_sample(self, img_id: str) -> dict:
         img_path = osp.join(self.data_prefix["img_path"], img_id + self.img_suffix)
         xml_path = osp.join(self.data_prefix["ann_path"], img_id + ".xml")
         if not osp.isfile(xml_path):
-            raise FileNotFoundError(f"missing VOC annotation {xml_path} (listed in {self.ann_file})")
+            raise DataError(f"missing VOC annotation {xml_path} (listed in {self.ann_file})")
         if not osp.isfile(img_path):
-            raise FileNotFoundError(f"missing image {img_path} (listed in {self.ann_file})")
+            raise DataError(f"missing image {img_path} (listed in {self.ann_file})")
         try:
             root = ET.parse(xml_path).getroot()
         except ET.ParseError as err:
-            raise ValueError(f"corrupt VOC annotation {xml_path}: {err}") from None
+            raise DataError(f"corrupt VOC annotation {xml_path}: {err}") from None
         if root.tag != "annotation":
-            raise ValueError(
+            raise DataError(
                 f"corrupt VOC annotation {xml_path}: root element is <{root.tag}>, not <annotation>"
             )
         size = root.find("size")
@@ -160,7 +178,7 @@ class VOCMultitaskDataset(MultiTaskSource):
         info = self._base_info(img_id, img_path, height, width)
         kinds = {"instances"}
         if "instances" in self.kinds:
-            info["instances"] = self._parse_objects(root, xml_path)
+            info["instances"] = self._parse_objects(root, xml_path, width, height)
         seg_name = img_id + self.seg_suffix
         if seg_name in self._seg_files:
             kinds.add("sem_seg")
@@ -169,7 +187,7 @@ class VOCMultitaskDataset(MultiTaskSource):
         info["tasks"] = self.tasks_for(kinds)
         return info
 
-    def _parse_objects(self, root: ET.Element, xml_path: str) -> list[dict]:
+    def _parse_objects(self, root: ET.Element, xml_path: str, width: int, height: int) -> list[dict]:
         instances = []
         for obj in root.findall("object"):
             name = _text(obj, "name", xml_path)
@@ -179,12 +197,16 @@ class VOCMultitaskDataset(MultiTaskSource):
                 continue
             box = obj.find("bndbox")
             if box is None:
-                raise ValueError(f"corrupt VOC annotation {xml_path}: object {name!r} has no <bndbox>")
-            x1, y1, x2, y2 = (_number(box, k, xml_path) - 1.0 for k in ("xmin", "ymin", "xmax", "ymax"))
-            if x2 < x1 or y2 < y1:
-                raise ValueError(
-                    f"corrupt VOC annotation {xml_path}: object {name!r} box {[x1, y1, x2, y2]} inverted"
-                )
+                raise DataError(f"corrupt VOC annotation {xml_path}: object {name!r} has no <bndbox>")
+            raw = [_number(box, k, xml_path) - 1.0 for k in ("xmin", "ymin", "xmax", "ymax")]
+            x1, x2 = (min(max(v, 0.0), float(width)) for v in raw[0::2])
+            y1, y2 = (min(max(v, 0.0), float(height)) for v in raw[1::2])
+            fix = "dropped" if x2 <= x1 or y2 <= y1 else "clipped" if [x1, y1, x2, y2] != raw else None
+            if fix is not None:
+                self.box_fixes[fix] += 1
+                self._box_example.setdefault(fix, f"{xml_path} object {name!r} {raw}")
+                if fix == "dropped":
+                    continue
             flag = obj.find("difficult")
             is_difficult = (
                 flag is not None

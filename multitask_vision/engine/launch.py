@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import logging
 import os
@@ -13,7 +14,10 @@ from pathlib import Path
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the scripts)
 
-# Errors a user causes with a config or a file: printed as one line, exit code 2, no traceback.
+from multitask_vision.utils.errors import UserError
+
+# Errors a user causes with a config or a file while the Runner is set up: printed as one line, exit code 2, no
+# traceback. Once training runs, only UserError (and its subclasses) is, so that a bug keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, TypeError, OSError)
 
 
@@ -49,7 +53,10 @@ def parse_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None) -> Config:
     if not Path(path).is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:  # mmengine parses the text without a file name: find the file and line
+        raise UserError(_syntax_error(Path(path), e)) from None
     if cfg_options:
         lengths = _schedule_lengths(cfg)
         cfg.merge_from_dict(cfg_options)
@@ -59,6 +66,30 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     elif cfg.get("work_dir") is None:
         cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
     return cfg
+
+
+def _syntax_error(path: Path, fallback: SyntaxError) -> str:
+    """``<file>, line <n>: <message>`` of the first config file (``path`` or one of its ``_base_`` files, depth
+    first) that does not parse."""
+    seen: set[Path] = set()
+    todo = [path]
+    while todo:
+        file = todo.pop(0).resolve()
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except SyntaxError as e:
+            return f"syntax error in config file {file}, line {e.lineno}: {e.msg}"
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+                with contextlib.suppress(ValueError):
+                    bases = ast.literal_eval(node.value)
+                    todo[:0] = [file.parent / b for b in ([bases] if isinstance(bases, str) else bases)]
+    return (
+        f"syntax error in config file {path} (or a file it includes), line {fallback.lineno}: {fallback.msg}"
+    )
 
 
 def _schedule_lengths(cfg: Config) -> dict[bool, int]:
@@ -116,7 +147,7 @@ def setup_distributed(launcher: str, cfg: Config) -> None:
         if launcher != "pytorch":
             _torch_env_from_launcher(launcher)
         dist.init_process_group("gloo")
-    wrapper = dict(cfg.get("model_wrapper_cfg") or dict(type="MMDistributedDataParallel"))
+    wrapper = dict(cfg.get("model_wrapper_cfg") or dict(type="MultiTaskDistributedDataParallel"))
     wrapper["device_ids"] = None
     cfg.model_wrapper_cfg = wrapper
 
@@ -151,14 +182,47 @@ def _torch_env_from_launcher(launcher: str) -> None:
 @contextlib.contextmanager
 def user_errors(*kinds: type[BaseException]):
     """Inside: a config or input error (``kinds``, default :data:`USER_ERRORS`) becomes ``error: <reason>`` on
-    stderr and exit code 2 (no traceback; ``MTV_DEBUG=1`` shows it). Wrap set-up only, or name narrow
-    ``kinds``, so that a bug during training keeps its traceback."""
+    stderr and the error's ``exit_code`` (2 unless it says otherwise; no traceback, ``MTV_DEBUG=1`` shows it).
+    Wrap set-up only, or name narrow ``kinds`` (:class:`~multitask_vision.utils.errors.UserError`), so that a
+    bug during training keeps its traceback."""
     caught: tuple[type[BaseException], ...] = kinds or USER_ERRORS
     try:
         yield
-    except caught as e:
-        if os.environ.get("MTV_DEBUG"):
+    except Exception as e:
+        if not (isinstance(e, caught) or _bad_config_arguments(e)) or os.environ.get("MTV_DEBUG"):
             raise
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
+
+
+def _bad_config_arguments(e: Exception) -> bool:
+    """A ``TypeError`` raised where mmengine's registry calls a class with a config dict's arguments, because the
+    class does not take them (a mistyped key, e.g. of a dataset built lazily inside ``runner.train()``): a user
+    error. A ``TypeError`` raised anywhere deeper (a bug) is not."""
+    if not isinstance(e, TypeError) or not any(s in str(e) for s in _ARGUMENT_ERRORS):
+        return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    return (
+        code is not None and code.co_name == "build_from_cfg" and "registry" in Path(code.co_filename).parts
+    )
+
+
+_ARGUMENT_ERRORS = (
+    "got an unexpected keyword argument",
+    "required positional argument",
+    "required keyword-only",
+)
+
+
+def one_line(e: BaseException) -> str:
+    """The reason an error gives, in one line; for an error re-raised from a dataloader worker (whose message is
+    ``Caught X in DataLoader worker process N`` and the worker's traceback), the worker's own message."""
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    lines = [line for line in msg.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        last = lines[-1]
+        lines = [last.split(": ", 1)[1] if last.startswith(type(e).__module__) and ": " in last else last]
+    return lines[0] if lines else type(e).__name__

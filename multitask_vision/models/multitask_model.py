@@ -7,11 +7,14 @@ It knows no task names and no ground-truth formats: which samples a head trains 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
+from mmengine.optim import AmpOptimWrapper
 from torch import nn
 
 from multitask_vision.models.adapters.base import BlockAdapter, default_adapter
@@ -19,8 +22,18 @@ from multitask_vision.models.block_types import UnknownTypeError, resolve_block_
 from multitask_vision.models.checkpoint_init import load_block_weights
 from multitask_vision.models.graph import IMAGE_INPUT, BlockGraph, BlockNode, GraphError
 from multitask_vision.models.spec import IMAGE_SPEC, Spec, select, select_value
+from multitask_vision.models.step_guard import (
+    BufferSnapshot,
+    StepFault,
+    current_iteration,
+    describe,
+    nonfinite_gradients,
+    nonfinite_losses,
+    on_any_process,
+)
 from multitask_vision.registry import ADAPTERS, MODELS
 from multitask_vision.structures import is_loss_key, labelled_tasks, loss_key, split_loss_key
+from multitask_vision.utils.errors import UserError
 
 
 class ResolvedBlock(NamedTuple):
@@ -107,6 +120,7 @@ class MultiTaskModel(BaseModel):
         }
         self.task_weighting = MODELS.build(task_weighting or dict(type="FixedTaskWeighting"))
         self.task_weighting.bind(tasks)
+        self.last_step_fault: StepFault | None = None  # set by every train_step (see step_guard)
 
     def _resolve(self, node: BlockNode) -> ResolvedBlock:
         """The class a block's ``type`` names, its scope and its adapter (resolved once per block)."""
@@ -146,30 +160,88 @@ class MultiTaskModel(BaseModel):
         self.blocks[name] = module
         self.adapters[name] = adapter
 
-    def train_step(self, data: dict | tuple | list, optim_wrapper) -> dict[str, torch.Tensor]:
-        """mmengine's train step, except for gradient-based task balancing (e.g. PCGrad), which needs every
-        task's loss separately to set the gradients itself."""
-        if not self.task_weighting.needs_task_gradients:
-            return super().train_step(data, optim_wrapper)
-        if type(optim_wrapper).__name__ != "OptimWrapper" or optim_wrapper._accumulative_counts != 1:
-            raise ValueError(
+    def train_step(
+        self, data: dict | tuple | list, optim_wrapper, ddp: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        """mmengine's train step (forward, backward, optimizer step), guarded against non-finite numbers: a step
+        whose loss, gradient or buffer is nan or inf is skipped and recorded in ``last_step_fault`` (see
+        :mod:`~multitask_vision.models.step_guard`). Gradient-based task balancing (e.g. PCGrad) sets the
+        gradients itself from every task's loss. ``ddp``: the distributed wrapper whose forward runs the model
+        (``MultiTaskDistributedDataParallel`` passes itself), so that gradients are synchronised."""
+        pcgrad = self.task_weighting.needs_task_gradients
+        if pcgrad and (
+            type(optim_wrapper).__name__ != "OptimWrapper" or optim_wrapper._accumulative_counts != 1
+        ):
+            raise UserError(
                 f"{type(self.task_weighting).__name__} needs a plain OptimWrapper without accumulative_counts "
                 f"(no AMP loss scaling), got {type(optim_wrapper).__name__}"
             )
-        with optim_wrapper.optim_context(self):
+        runner_model: Any = self if ddp is None else ddp
+        buffers = BufferSnapshot(self)
+        with optim_wrapper.optim_context(runner_model):
             data = self.data_preprocessor(data, True)
-            losses = self._run_forward(data, mode="loss")
-        _, log_vars = self.parse_losses(losses)
-        per_task: dict[str, torch.Tensor] = {}
-        for key, value in losses.items():
-            task = split_loss_key(key)[0]
-            if is_loss_key(key) and task is not None:
-                per_task[task] = per_task.get(task, 0) + value  # type: ignore[assignment]
-        stats = self.task_weighting.backward(per_task, self.shared_parameters())
-        optim_wrapper.step()
-        optim_wrapper.zero_grad()
-        log_vars.update({k: torch.tensor(v) for k, v in stats.items()})
+            losses = runner_model._run_forward(data, mode="loss")
+        loss, log_vars = self.parse_losses(losses)
+        bad_losses = nonfinite_losses(log_vars)
+        if pcgrad:
+            per_task: dict[str, torch.Tensor] = {}
+            for key, value in losses.items():
+                task = split_loss_key(key)[0]
+                if is_loss_key(key) and task is not None:
+                    per_task[task] = per_task.get(task, 0) + value  # type: ignore[assignment]
+            stats = self.task_weighting.backward(per_task, self.shared_parameters())
+            log_vars.update({k: torch.tensor(v) for k, v in stats.items()})
+        else:
+            optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+        update = pcgrad or optim_wrapper.should_update()
+        # under AMP the loss scaler owns inf gradients (it skips the step and lowers its scale)
+        check_grads = update and not isinstance(optim_wrapper, AmpOptimWrapper)
+        fault = self._step_fault(bad_losses, check_grads, buffers, loss.device)
+        if update:
+            if fault is None:
+                optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        self.last_step_fault = fault
+        if fault is not None:
+            buffers.restore()
+            print_log(f"{fault}: step skipped", logger="current", level=logging.WARNING)
+            log_vars = {k: v for k, v in log_vars.items() if k not in bad_losses and k != "loss"}
         return log_vars
+
+    def _step_fault(
+        self, bad_losses: dict[str, float], check_grads: bool, buffers: BufferSnapshot, device
+    ) -> StepFault | None:
+        """What makes this step non-finite, if anything (the same decision on every process): a loss term, a
+        gradient (unless AMP's loss scaler owns them), or a buffer the forward pass made non-finite (BatchNorm
+        statistics overflow before any loss does)."""
+        found = {
+            "loss": list(bad_losses),
+            "gradient": nonfinite_gradients(self.named_parameters()) if check_grads else [],
+            "buffer": buffers.newly_nonfinite(),
+        }
+        agreed = on_any_process([bool(names) for names in found.values()], device)
+        for (kind, names), bad in zip(found.items(), agreed):
+            if not bad:
+                continue
+            if kind == "loss":
+                tasks = tuple(sorted({str(split_loss_key(key)[0]) for key in names}))
+                detail = ", ".join(f"{k}={bad_losses[k]}" for k in names)
+            else:
+                tasks, detail = self._tasks_of(names), describe(names)
+            return StepFault(current_iteration(), kind, tasks, detail or "on another process")
+        return None
+
+    def _tasks_of(self, names: list[str]) -> tuple[str, ...]:
+        """Tasks owning these parameters/buffers: ``blocks.<head>.*`` and ``task_weighting.*.<task>``."""
+        head_task = {h.name: str(h.task) for h in self.graph.heads}
+        tasks = set()
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "blocks" and parts[1] in head_task:
+                tasks.add(head_task[parts[1]])
+            elif parts[0] == "task_weighting" and parts[-1] in self.tasks:
+                tasks.add(parts[-1])
+        return tuple(sorted(tasks))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of the blocks that feed heads of more than one task."""

@@ -35,6 +35,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from torch import Tensor, nn
 
+from multitask_vision.utils.errors import UserError
+
 _STATISTICS = ("min", "max", "current", "mean")
 
 
@@ -90,7 +92,7 @@ def checkpoint_safe_globals():
         yield
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file that cannot be read: missing, truncated, corrupt or refused as unsafe (one line)."""
 
 
@@ -108,6 +110,24 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> Any:
         if isinstance(e, pickle.UnpicklingError):
             reason = f"unsafe or corrupt pickle: {reason}"
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from e
+
+
+def verify_checkpoint_file(path: str | Path) -> None:
+    """Check that a checkpoint file is whole without unpickling it: torch writes a zip archive whose members carry
+    CRC-32s, so a truncated file (no central directory) or a changed byte is found here, before anything loads it
+    (``torch.load`` itself would read a changed tensor byte silently). Raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: truncated or not a torch checkpoint ({e})"
+        ) from e
+    if bad is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt (CRC mismatch in {bad})")
 
 
 def _torch_reason(e: BaseException) -> str:

@@ -8,12 +8,13 @@ from mmengine.registry import init_default_scope
 import multitask_vision
 from multitask_vision.datasets import MultiSourceDataset
 from multitask_vision.engine.hooks import TaskCoverageHook
+from multitask_vision.utils.errors import UserError
 
 multitask_vision.register_all_modules()
 init_default_scope("multitask_vision")
 
 PIPE = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="PackMultiTaskInputs"),
 ]
@@ -68,7 +69,9 @@ def test_task_coverage_hook(tmp_path, tiny_blocks):
 
     ds = MultiSourceDataset(sources(tmp_path))
     no_depth = MultiTaskModel(blocks=[b for b in tiny_blocks if b["name"] != "depth_head"])
-    with pytest.raises(ValueError, match=r"the training data labels tasks no head predicts: \['depth'\]"):
+    with pytest.raises(
+        UserError, match=r"the training data labels tasks no head predicts: \['depth'\]"
+    ):  # one line from train.py
         TaskCoverageHook().before_train(_Runner(no_depth, ds))
     only_det = MultiSourceDataset(sources(tmp_path), only_tasks=["detection"])
     with pytest.warns(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from multitask_vision.datasets.samplers import MultiSourceBatchSampler, MultiSourceSampler
+from multitask_vision.utils.errors import UserError
 
 
 class FakeMultiSource:
@@ -104,12 +105,12 @@ def test_seeded_and_epoch_dependent():
     ],
 )
 def test_bad_config(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(UserError, match=match):
         make([10, 10], **kw)
 
 
 def test_needs_multi_source_sampler():
     from torch.utils.data import SequentialSampler
 
-    with pytest.raises(TypeError, match="MultiSourceSampler"):
+    with pytest.raises(UserError, match="MultiSourceSampler"):  # a config mistake: one line from train.py
         MultiSourceBatchSampler(SequentialSampler(range(4)), batch_size=2)

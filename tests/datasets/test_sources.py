@@ -21,6 +21,7 @@ from multitask_vision.datasets.synthetic_scene import (
 from multitask_vision.datasets.synthetic_sources import SyntheticNYUDataset, SyntheticVOCDataset
 from multitask_vision.datasets.voc import VOC_CLASSES, VOCMultitaskDataset
 from multitask_vision.registry import DATASETS
+from multitask_vision.utils.errors import DataError
 
 SIZE = (32, 48)  # (height, width)
 
@@ -191,15 +192,15 @@ def test_bad_samples_name_the_file(hand_voc, tmp_path):
     with pytest.raises(ValueError, match=r"Annotations/im0\.xml"):
         _voc(root)
     (root / "ImageSets" / "Main" / "train.txt").write_text("im1\nim2\n")
-    with pytest.raises(FileNotFoundError, match=r"JPEGImages/im2\.jpg"):
+    with pytest.raises(DataError, match=r"JPEGImages/im2\.jpg"):
         _voc(root)
     (root / "ImageSets" / "Main" / "train.txt").write_text("im0\nim1\nim2\nim9\n")
     ds = _voc(root, skip_bad=True)
     assert [ds.get_data_info(i)["img_id"] for i in range(len(ds))] == ["im1"]
     assert ds.num_skipped == 3
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(DataError, match="nowhere"):
         _voc(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match=r"ImageSets/Main/test\.txt"):
+    with pytest.raises(DataError, match=r"ImageSets/Main/test\.txt"):
         VOCMultitaskDataset(str(root), "test")
 
 
@@ -236,10 +237,10 @@ def test_nyu_label_dir_missing_files_and_errors(hand_nyu, tmp_path):
     with pytest.raises(ValueError, match="'normals'"):
         NYUv2Dataset(str(root), "train", tasks=dict(normals="normals"))
     (root / "images" / "n0.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"images/n0\.png"):
+    with pytest.raises(DataError, match=r"images/n0\.png"):
         NYUv2Dataset(str(root), "train")
     assert len(NYUv2Dataset(str(root), "train", skip_bad=True)) == 1
-    with pytest.raises(FileNotFoundError, match=r"val\.txt"):
+    with pytest.raises(DataError, match=r"val\.txt"):
         NYUv2Dataset(str(root), "val")
 
 
@@ -255,6 +256,7 @@ def test_synthetic_voc_source(tmp_path):
         assert info["instances"] == [
             dict(bbox=[float(v) for v in o.bbox], bbox_label=o.label, ignore_flag=int(o.difficult))
             for o in scene.objects
+            if o.bbox[2] > o.bbox[0] and o.bbox[3] > o.bbox[1]  # 1-pixel-thin boxes are not written
         ]
         has_seg = "seg_map_path" in info
         assert info["tasks"] == (("detection", "segmentation") if has_seg else ("detection",))
@@ -280,3 +282,21 @@ def test_synthetic_nyu_source_built_from_registry(tmp_path):
     assert 0.8 < valid.mean() < 1.0  # Kinect-like holes
     np.testing.assert_allclose(depth[valid], scene.depth[valid], atol=5e-4)
     np.testing.assert_array_equal(cv2.imread(info["seg_map_path"], cv2.IMREAD_UNCHANGED), scene.seg)
+
+
+def test_holdout_carves_a_seeded_validation_part(tmp_path):
+    """NYUv2 has no validation split: ``holdout`` carves one out of train.txt, disjoint from the rest, the same
+    on every run, and the two parts cover the split."""
+    kw = dict(data_root=str(tmp_path / "nyu"), split="train", num_train=20, num_val=1, image_size=(32, 32))
+    ids = lambda ds: [ds.get_data_info(i)["img_id"] for i in range(len(ds))]  # noqa: E731
+    held = ids(SyntheticNYUDataset(**kw, holdout=dict(num=5, seed=0, part="held")))
+    rest = ids(SyntheticNYUDataset(**kw, holdout=dict(num=5, seed=0, part="rest")))
+    assert len(held) == 5 and len(rest) == 15 and not set(held) & set(rest)
+    assert sorted(held + rest) == ids(SyntheticNYUDataset(**kw))
+    assert ids(SyntheticNYUDataset(**kw, holdout=dict(num=5, seed=0, part="held"))) == held  # seeded
+    assert ids(SyntheticNYUDataset(**kw, holdout=dict(num=5, seed=1, part="held"))) != held
+    assert len(ids(SyntheticNYUDataset(**kw, holdout=dict(num=0.25, seed=0, part="held")))) == 5
+    with pytest.raises(ValueError, match="holdout must be"):
+        SyntheticNYUDataset(**kw, holdout=dict(num=5, part="held"))
+    with pytest.raises(ValueError, match="must leave samples on both sides"):
+        SyntheticNYUDataset(**kw, holdout=dict(num=20, seed=0, part="rest"))

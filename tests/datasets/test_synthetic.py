@@ -17,6 +17,7 @@ from multitask_vision.datasets.synthetic import (
     ensure_synthetic_data,
     scene_rng,
     write_nyu_sample,
+    write_split,
     write_voc_sample,
 )
 from multitask_vision.datasets.synthetic_scene import (
@@ -27,6 +28,8 @@ from multitask_vision.datasets.synthetic_scene import (
     kinect_holes,
     render_scene,
 )
+from multitask_vision.datasets.voc import VOCMultitaskDataset
+from multitask_vision.utils.errors import UserError
 
 
 def _scenes(n: int, seed: int = 0, size=(96, 96)):
@@ -105,6 +108,24 @@ def test_generation_speed(tmp_path):
     assert len(os.listdir(tmp_path / "voc" / "JPEGImages")) == 60
 
 
+def test_voc_writer_leaves_out_one_pixel_thin_boxes(tmp_path):
+    """Read back as mmdet does (xml - 1), a box one pixel wide or high has no area: the writer leaves such
+    objects out of the XML (they stay in the image and the masks)."""
+    scene = render_scene(scene_rng(0, "voc", "train", 5), (64, 64))
+    thin = [o for o in scene.objects if o.bbox[2] == o.bbox[0] or o.bbox[3] == o.bbox[1]]
+    assert thin, "this scene has a 1-pixel-thin object (it is what the test is about)"
+    write_voc_sample(str(tmp_path), "a", scene)
+    objs = ET.parse(tmp_path / "Annotations" / "a.xml").getroot().findall("object")
+    boxes = [[int(node.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")] for node in objs]
+    assert len(boxes) == len(scene.objects) - len(thin)
+    assert all(x2 > x1 and y2 > y1 for x1, y1, x2, y2 in boxes)
+    write_split(str(tmp_path / "ImageSets" / "Main" / "a.txt"), ["a"])
+    ds = VOCMultitaskDataset(
+        str(tmp_path), "a", metainfo=dict(classes=SYNTHETIC_CLASSES), serialize_data=False
+    )
+    assert len(ds.get_data_info(0)["instances"]) == len(boxes)  # the reader keeps every written box
+
+
 def test_voc_writer_one_based_boxes_and_palette_png(tmp_path):
     scene = render_scene(3, (64, 64))
     write_voc_sample(str(tmp_path), "a", scene)
@@ -116,7 +137,7 @@ def test_voc_writer_one_based_boxes_and_palette_png(tmp_path):
         "3",
     )
     objs = root.findall("object")
-    assert len(objs) == len(scene.objects)
+    assert len(objs) == len(scene.objects)  # no 1-pixel-thin object in this scene
     for node, obj in zip(objs, scene.objects):
         assert node.findtext("name") == obj.name
         assert node.findtext("pose") == "Unspecified"
@@ -188,10 +209,10 @@ def test_ensure_is_idempotent_and_regenerates_on_change(tmp_path):
 def test_ensure_rejects_foreign_folders_and_unknown_options(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
-    with pytest.raises(RuntimeError, match="refusing"):
+    with pytest.raises(UserError, match="refusing"):  # one line from train.py
         ensure_synthetic_data(tmp_path / "mine", "voc", 2, 1, (32, 32))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
-    with pytest.raises(TypeError, match="depth_holes"):
+    with pytest.raises(UserError, match="depth_holes"):
         ensure_synthetic_data(tmp_path / "x", "voc", 2, 1, (32, 32), depth_holes=False)
     with pytest.raises(ValueError, match="layout"):
         ensure_synthetic_data(tmp_path / "x", "coco", 2, 1, (32, 32))

@@ -19,6 +19,7 @@ from multitask_vision.datasets.transforms import (
     MultiTaskResize,
 )
 from multitask_vision.registry import TRANSFORMS
+from multitask_vision.utils.errors import DataError
 
 SIZE = (48, 64)  # (height, width)
 
@@ -203,11 +204,11 @@ def test_load_annotations_names_bad_files(tmp_path):
 
     out = load(dict(seg_map_path=str(good_seg), depth_map_path=str(good_depth), depth_scale=1000.0))
     assert out["gt_seg_map"].shape == (4, 5) and np.allclose(out["gt_depth_map"], 1.5)
-    with pytest.raises(OSError, match="corrupt.png"):
+    with pytest.raises(DataError, match="corrupt.png"):
         load(dict(seg_map_path=str(corrupt)))
-    with pytest.raises(OSError, match="corrupt.png"):
+    with pytest.raises(DataError, match="corrupt.png"):
         load(dict(depth_map_path=str(corrupt)))
-    with pytest.raises(OSError, match="missing_depth.png"):
+    with pytest.raises(DataError, match="missing_depth.png"):
         load(dict(seg_map_path=str(good_seg), depth_map_path=str(missing)))
 
     # skip_bad: the sample is dropped (mmengine's dataset then draws another) and counted

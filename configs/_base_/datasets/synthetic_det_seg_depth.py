@@ -6,13 +6,13 @@ image_size = (128, 128)
 data_root = "data/synthetic"
 
 train_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="MultiTaskRandomFlip", prob=0.5),
     dict(type="PackMultiTaskInputs"),
 ]
 test_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadMultiTaskImage"),
     dict(type="LoadMultiTaskAnnotations"),
     dict(type="PackMultiTaskInputs"),
 ]
