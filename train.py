@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from multitask_vision.engine.launch import (
     LAUNCHERS,
@@ -36,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--resume",
         nargs="?",
         const="auto",
-        help="resume training: alone, from the last checkpoint in the work dir; or from the given checkpoint",
+        help="resume training: alone, from the last checkpoint in the work dir; or from the given checkpoint "
+        "(a file, or a work dir: its last checkpoint)",
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA): fp16 autocast")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16", help="autocast dtype")
@@ -53,7 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="no training: evaluate on test_dataloader with test_evaluator (of --checkpoint, or of the "
         "freshly initialised model when none is given); metrics also in <work_dir>/test_metrics.json",
     )
-    p.add_argument("--checkpoint", help="with --eval-only: the checkpoint to evaluate")
+    p.add_argument(
+        "--checkpoint",
+        help="with --eval-only: the checkpoint to evaluate (or a work dir: its last checkpoint)",
+    )
     return parse_cli(p, argv)
 
 
@@ -75,10 +78,10 @@ def build_runner(args: argparse.Namespace):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.checkpoint and not args.eval_only:
         raise ValueError("--checkpoint is for --eval-only; to continue training use --resume CHECKPOINT")
+    from multitask_vision.utils.checkpoint import resolve_checkpoint
+
     if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-        cfg.load_from = args.checkpoint
+        cfg.load_from = str(resolve_checkpoint(args.checkpoint))  # a work dir: its last checkpoint
     if args.resume and any(
         k in (args.cfg_options or {}) for k in ("train_cfg.max_iters", "train_cfg.max_epochs")
     ):
@@ -93,7 +96,7 @@ def build_runner(args: argparse.Namespace):
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
+        cfg.resume, cfg.load_from = True, str(resolve_checkpoint(args.resume))
     if args.amp:
         import torch
 

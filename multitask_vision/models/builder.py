@@ -14,7 +14,7 @@ from typing import Any
 from mmengine.config import Config
 
 from multitask_vision.registry import MODELS
-from multitask_vision.utils.checkpoint import load_weights
+from multitask_vision.utils.checkpoint import load_weights, resolve_checkpoint
 
 
 def as_config(config: str | Path | Config | dict, cfg_options: dict | None = None) -> Config:
@@ -47,15 +47,16 @@ def build_model(
     """Build ``config``'s ``model`` and load ``checkpoint`` into it, strictly; returns it in eval mode.
 
     ``checkpoint`` may be a Runner checkpoint, a bare state dict, or a pruned model written by
-    ``multitask_vision.compression.pruning.save_pruned`` (its layers are resized first). It is read by
+    ``multitask_vision.compression.pruning.save_pruned`` (its layers are resized first), or a work dir (its last
+    checkpoint: :func:`~multitask_vision.utils.checkpoint.resolve_checkpoint`). It is read by
     :func:`~multitask_vision.utils.checkpoint.load_checkpoint_file` (weights-only, allow-list); a file whose keys
     or shapes differ from the model is a ``ValueError`` of one line naming them, a missing file a
     ``FileNotFoundError``. Without a checkpoint the model keeps its initialisation (``init_weights`` is not
     called: that is the Runner's job). Entry points call ``multitask_vision.register_all_modules()`` once before.
     """
     cfg = as_config(config, cfg_options)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if checkpoint is not None:
+        checkpoint = resolve_checkpoint(checkpoint)  # a work dir: its last checkpoint
     model = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint is not None:
         load_weights(model, checkpoint)
