@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the scripts)
 
+from multitask_vision.utils.config import normalize_config
+
 # Errors a user causes with a config or a file: printed as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, TypeError, OSError)
 
@@ -47,6 +49,9 @@ def parse_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None) -> Config:
+    """A config file with ``--cfg-options`` merged (schedulers follow a new training length), its accepted
+    spellings translated (:func:`~multitask_vision.utils.config.normalize_config`) and ``work_dir`` set (the
+    argument, else the config's, else ``work_dirs/<config name>``)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     cfg = Config.fromfile(path)
@@ -54,6 +59,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         lengths = _schedule_lengths(cfg)
         cfg.merge_from_dict(cfg_options)
         _follow_schedule_length(cfg, lengths)
+    normalize_config(cfg, f"config {path}")
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:

@@ -15,10 +15,12 @@ from mmengine.config import Config
 
 from multitask_vision.registry import MODELS
 from multitask_vision.utils.checkpoint import load_weights, resolve_checkpoint
+from multitask_vision.utils.config import normalize_config
 
 
 def as_config(config: str | Path | Config | dict, cfg_options: dict | None = None) -> Config:
-    """A config file (``.py``), a ``Config`` or a dict, with ``cfg_options`` merged into a copy."""
+    """A config file (``.py``), a ``Config`` or a dict, with ``cfg_options`` merged into a copy and its accepted
+    spellings translated (:func:`~multitask_vision.utils.config.normalize_config`)."""
     if isinstance(config, (str, Path)):
         if not Path(config).is_file():
             raise FileNotFoundError(f"config file not found: {config}")
@@ -31,8 +33,9 @@ def as_config(config: str | Path | Config | dict, cfg_options: dict | None = Non
         raise TypeError(f"config must be a file path, a Config or a dict, got {type(config).__name__}")
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    where = f" {config}" if isinstance(config, (str, Path)) else ""
+    normalize_config(cfg, f"config{where}")  # accepted spellings -> ours (data=dict(datasets=...))
     if "model" not in cfg:
-        where = f" {config}" if isinstance(config, (str, Path)) else ""
         raise ValueError(f"config{where} has no model")
     return cfg
 
