@@ -4,6 +4,7 @@
 # Get the data with scripts/download_data.sh (VOC -> data/VOCdevkit/VOC2012, NYUv2 -> data/nyuv2).
 # Not trained on this project's CPU machines; sized for one GPU.
 _base_ = ["./det_seg_depth_mmlab.py"]
+work_dir = "work_dirs/det_seg_depth_mmlab_voc_nyu"  # not the base config's work_dirs_mmlab
 
 image_scale = (512, 512)
 fpn_channels = 64
