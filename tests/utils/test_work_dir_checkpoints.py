@@ -76,3 +76,18 @@ def test_without_symlinks_a_hard_link_then_a_copy(tmp_path, monkeypatch):
     assert (
         float(load_checkpoint_file(tmp_path / "iter_2.pth")["state_dict"]["w"]) == 2.0
     )  # the old target kept
+
+
+def test_init_from_takes_a_work_dir_too(tmp_path):
+    from torch import nn
+
+    from multitask_vision.models.checkpoint_init import load_block_weights
+
+    torch.save(dict(meta={}, state_dict={"a.weight": torch.full((1, 1), 3.0), "a.bias": torch.zeros(1)}),
+               tmp_path / "iter_1.pth")  # fmt: skip
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_1.pth"))
+    blocks = nn.ModuleDict(dict(a=nn.Linear(1, 1)))
+    load_block_weights(blocks, str(tmp_path), {"a.": "a."}, strict=True)
+    assert float(blocks["a"].weight) == 3.0
+    with pytest.raises(FileNotFoundError, match="init_from checkpoint not found: nope"):
+        load_block_weights(blocks, "nope", {"a.": "a."})
