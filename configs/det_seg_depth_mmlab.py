@@ -8,5 +8,5 @@ _base_ = [
     "_base_/schedules/adamw_iters.py",
 ]
 
-# the work dir of the README this project grew from, whose visualize/deploy commands read work_dirs_mmlab/latest.pth
+# the origin README's work dir: its visualize and deploy commands read work_dirs_mmlab/latest.pth
 work_dir = "work_dirs_mmlab"
