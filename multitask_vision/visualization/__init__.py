@@ -1,5 +1,7 @@
-"""Seeing what a model does: per-task drawers (registered in ``DRAWERS``) and per-sample grids."""
+"""Seeing what a model does: per-task drawers (registered in ``DRAWERS``) and per-sample grids; browsing the
+ground truth of a dataset without a model."""
 
+from multitask_vision.visualization.browse import GroundTruthRenderer, source_tasks
 from multitask_vision.visualization.drawers import (
     DepthDrawer,
     DetectionDrawer,
@@ -21,11 +23,13 @@ __all__ = [
     "DetectionDrawer",
     "DrawerError",
     "GridRenderer",
+    "GroundTruthRenderer",
     "SampleGrid",
     "SegmentationDrawer",
     "TaskDrawer",
     "TaskPanels",
     "TaskRow",
     "predict_per_head",
+    "source_tasks",
     "task_styles",
 ]

@@ -197,15 +197,9 @@ class GridRenderer:
         grids = []
         for i, sample in enumerate(samples):
             image = display_image(sample, raw_inputs[i] if i < len(raw_inputs) else None)
-            h, w = image.shape[:2]
-            f = self.panel_size / max(h, w)
-            size = (max(1, round(w * f)), max(1, round(h * f)))
-            panel_img = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
-            scale = (size[0] / w, size[1] / h)
+            panel_img, scale = to_panel(image, self.panel_size)
             meta = sample.metainfo
-            grid = SampleGrid(
-                str(meta.get("source", "")), osp.splitext(osp.basename(str(meta.get("img_path", i))))[0]
-            )
+            grid = SampleGrid(str(meta.get("source", "")), sample_name(meta, i))
             labelled = labelled_tasks(sample)
             for head in self.model.graph.heads:
                 pred = per_head[head.name][i]
@@ -225,6 +219,20 @@ class GridRenderer:
             grid.image = compose(grid, labelled)
             grids.append(grid)
         return grids
+
+
+def to_panel(image: np.ndarray, panel_size: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """``image`` resized so that its long side is ``panel_size``, and the (x, y) factors from its pixels."""
+    h, w = image.shape[:2]
+    f = panel_size / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    panel = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
+    return panel, (size[0] / w, size[1] / h)
+
+
+def sample_name(meta: dict, index: int) -> str:
+    """The file stem of a sample's image (its index when it has no path): the grid's file name."""
+    return osp.splitext(osp.basename(str(meta.get("img_path", index))))[0]
 
 
 def compose(grid: SampleGrid, labelled: tuple[str, ...]) -> np.ndarray:

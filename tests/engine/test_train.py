@@ -40,6 +40,9 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     wd = tmp_path / "wd"
     ck4 = load_ckpt(wd / "iter_4.pth")
     assert ck4["meta"]["iter"] == 4
+    # latest.pth beside mmengine's last_checkpoint, following it (LatestCheckpointHook)
+    assert os.readlink(wd / "latest.pth") == "iter_4.pth"
+    assert (wd / "last_checkpoint").read_text().strip().endswith("iter_4.pth")
     # validation ran at the end with all three metric families
     assert "detection/pascal_voc/mAP" in first.stdout + first.stderr
     assert "segmentation/mIoU" in first.stdout + first.stderr
@@ -64,6 +67,7 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     assert "Iter(train) [5/6]" in log and "Iter(train) [1/6]" not in log
     ck6 = load_ckpt(wd / "iter_6.pth")
     assert ck6["meta"]["iter"] == 6
+    assert os.readlink(wd / "latest.pth") == "iter_6.pth"
     # the optimizer state came back too (AdamW step counts continue)
     step4 = next(iter(ck4["optimizer"]["state"].values()))["step"]
     step6 = next(iter(ck6["optimizer"]["state"].values()))["step"]
