@@ -15,12 +15,14 @@ from multitask_vision.visualization.grid import (
     predict_per_head,
     task_styles,
 )
+from multitask_vision.visualization.predictions import PredictionPainter
 
 __all__ = [
     "DepthDrawer",
     "DetectionDrawer",
     "DrawerError",
     "GridRenderer",
+    "PredictionPainter",
     "SampleGrid",
     "SegmentationDrawer",
     "TaskDrawer",
