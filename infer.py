@@ -18,6 +18,7 @@ A file in a folder that is not an image is skipped with a warning, an unreadable
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
 
     out = Path(args.out)
     model_file = args.model or args.checkpoint
-    videos = [i for i in args.input if is_video(i) and Path(i).is_file()]
+    videos = [i for i in args.input if is_video(i) and not glob.has_magic(i)]
     images = [i for i in args.input if i not in videos]
     t0 = time.perf_counter()
     with user_errors(InputError, ModelMismatchError):

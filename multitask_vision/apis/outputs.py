@@ -73,18 +73,19 @@ def infer_images(
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").write_text(json.dumps(run_meta(inferencer, model_file), indent=2))
     bar = _progress(len(items), progress and len(items) > batch_size)
-    with open(out / "predictions.jsonl", "w") as lines:
-        for batch in inferencer.predict_batches(items, batch_size, stats):
-            for pred in batch:
-                lines.write(json.dumps(image_record(inferencer, pred, out)) + "\n")
-                drawn = painter.strip(
-                    pred.image[..., ::-1], pred.samples, title=f"{pred.name}  {pred.size[1]}x{pred.size[0]}"
-                )
-                write_png(out / "vis" / f"{pred.name}.png", drawn[..., ::-1])
-            if bar is not None:
-                bar.update(len(batch))
-    if bar is not None:
-        print(flush=True)
+    try:
+        with open(out / "predictions.jsonl", "w") as lines:
+            for batch in inferencer.predict_batches(items, batch_size, stats):
+                for pred in batch:
+                    lines.write(json.dumps(image_record(inferencer, pred, out)) + "\n")
+                    title = f"{pred.name}  {pred.size[1]}x{pred.size[0]}"
+                    drawn = painter.strip(pred.image[..., ::-1], pred.samples, title=title)
+                    write_png(out / "vis" / f"{pred.name}.png", drawn[..., ::-1])
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            print(flush=True)  # end the progress bar's line
     if not stats.images:
         raise InputError(f"no image could be read ({len(stats.skipped)} skipped): nothing written but {out}")
     return stats
@@ -126,8 +127,8 @@ def infer_video(
     finally:
         cap.release()
         sink.close()
-    if bar is not None:
-        print(flush=True)
+        if bar is not None:
+            print(flush=True)
     return stats, sink.path
 
 

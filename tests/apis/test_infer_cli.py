@@ -142,6 +142,10 @@ def test_errors_are_one_line(ws, tmp_path, capsys):
         msg
         == f"error: no image in folder {tmp_path / 'empty'}: it is empty (image extensions: .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .ppm, .pgm)"
     )
+    msg = cli_error(
+        ["--checkpoint", CHECKPOINT, "--input", "missing.avi", "--out", str(tmp_path / "o")], capsys
+    )
+    assert msg == "error: video not found: missing.avi"
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
     msg = cli_error(["--checkpoint", CHECKPOINT, "--input", str(bad), "--out", str(tmp_path / "o")], capsys)
