@@ -250,3 +250,26 @@ def test_checkpoint_or_onnx_exactly_one(ws):
         MultiTaskInferencer(str(TINY), CHECKPOINT, onnx=ONNX)
     with pytest.raises(FileNotFoundError, match="model file not found: missing.onnx"):
         MultiTaskInferencer(str(TINY), onnx="missing.onnx")
+
+
+def test_openmmlab_heads_through_their_adapters(ws):
+    """mmdet's FCOSHead and mmseg's FCNHead: the inferencer decodes them as model.predict does."""
+    import multitask_vision
+    from multitask_vision.models.builder import build_model
+    from multitask_vision.registry import DATASETS
+    from tests.compression.conftest import TINY_MMLAB, build
+
+    multitask_vision.register_all_modules()
+    torch.save(build(TINY_MMLAB).state_dict(), "mmlab.pth")
+    cfg = Config.fromfile(str(TINY_MMLAB))
+    model = build_model(cfg, "mmlab.pth")
+    dataset = DATASETS.build(copy.deepcopy(cfg.test_dataloader.dataset))
+    (sample,) = model.test_step(pseudo_collate([dataset[0]]))
+    (result,) = MultiTaskInferencer(cfg, "mmlab.pth", device="cpu")(sample.img_path)
+    det = result["heads"]["det_head"]
+    assert len(det["bboxes"]) == len(sample.pred_instances) > 0
+    np.testing.assert_allclose(det["bboxes"], sample.pred_instances.bboxes.numpy(), atol=1e-4)
+    assert det["class_names"] == [SYNTHETIC_CLASSES[i] for i in sample.pred_instances.labels]
+    np.testing.assert_array_equal(
+        result["heads"]["seg_head"]["label_map"], sample.pred_sem_seg.data[0].numpy()
+    )
