@@ -17,6 +17,7 @@ from multitask_vision.visualization.grid import (
     predict_per_head,
     task_styles,
 )
+from multitask_vision.visualization.predictions import PredictionPainter
 
 __all__ = [
     "DepthDrawer",
@@ -24,6 +25,7 @@ __all__ = [
     "DrawerError",
     "GridRenderer",
     "GroundTruthRenderer",
+    "PredictionPainter",
     "SampleGrid",
     "SegmentationDrawer",
     "TaskDrawer",
