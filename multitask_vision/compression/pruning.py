@@ -37,6 +37,7 @@ SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
     nn.Linear: ("in_features", "out_features"),
     nn.modules.batchnorm._BatchNorm: ("num_features",),
     nn.GroupNorm: ("num_channels", "num_groups"),
+    nn.LayerNorm: ("normalized_shape",),  # a tuple (timm's LayerNorm2d of ConvNeXt, ViT's LayerNorm)
 }
 
 
@@ -83,15 +84,36 @@ def prediction_layers(model: MultiTaskModel, example: Tensor) -> dict[str, nn.Mo
     return found
 
 
-def structural_shapes(model: MultiTaskModel) -> dict[str, dict[str, int]]:
-    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs)."""
+def attention_layers(model: MultiTaskModel) -> dict[str, nn.Module]:
+    """``{qualified name: module}`` of the conv/linear layers inside attention modules (any module with a
+    ``num_heads``: timm's ``Attention`` of ViT-style blocks, ...). Their forward reshapes the projections by
+    ``num_heads`` x ``head_dim``, attributes Torch-Pruning does not update: removing channels there breaks the
+    model (``shape '[2, 17, 3, 2, 32]' is invalid``), so a physical pruning leaves them whole, and with them
+    the residual stream they read and write (Torch-Pruning leaves a group with an ignored layer whole); the
+    MLPs between them still shrink."""
+    found: dict[str, nn.Module] = {}
+    for name, mod in model.named_modules():
+        if isinstance(getattr(mod, "num_heads", None), int):
+            for sub, layer in mod.named_modules():
+                if isinstance(layer, PRUNABLE):
+                    found[f"{name}.{sub}"] = layer
+    return found
+
+
+def structural_shapes(model: MultiTaskModel) -> dict[str, dict[str, int | list[int]]]:
+    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs); a tuple
+    attribute (``normalized_shape``) is stored as a list of ints."""
     out = {}
     for name, mod in model.named_modules():
         for cls, attrs in SHAPE_ATTRS.items():
             if isinstance(mod, cls):
-                out[name] = {a: int(getattr(mod, a)) for a in attrs}
+                out[name] = {a: _shape_value(getattr(mod, a)) for a in attrs}
                 break
     return out
+
+
+def _shape_value(value: Any) -> int | list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else int(value)
 
 
 def count_params(model: MultiTaskModel) -> int:
@@ -235,7 +257,7 @@ class PhysicalPruning(PruningStep):
 
         from multitask_vision.compression.export import ExportWrapper
 
-        protected = prediction_layers(model, example)
+        protected = prediction_layers(model, example) | attention_layers(model)
         layers = self.target_layers(model, protected)
         ignored = [m for m in model.modules() if isinstance(m, PRUNABLE) and m not in layers.values()]
         wrapper = ExportWrapper(model, example)  # all heads: every consumer of the trunk is in the graph
@@ -314,7 +336,7 @@ def load_pruned(path: str | Path, model_cfg: dict | None = None) -> nn.Module:
 
 
 def apply_shapes(
-    model: MultiTaskModel, shapes: dict[str, dict[str, int]], state_dict: dict[str, Tensor]
+    model: MultiTaskModel, shapes: dict[str, dict[str, Any]], state_dict: dict[str, Tensor]
 ) -> None:
     """Set the recorded structural attributes and resize every parameter / buffer to its saved shape."""
     modules = dict(model.named_modules())
@@ -325,7 +347,7 @@ def apply_shapes(
                 f"pruned model: the config has no layer {name!r}; was it saved from another config?"
             )
         for attr, value in attrs.items():
-            setattr(mod, attr, value)
+            setattr(mod, attr, tuple(value) if isinstance(value, list) else value)
     for key, saved in state_dict.items():
         owner, _, leaf = key.rpartition(".")
         mod = modules.get(owner)
