@@ -230,21 +230,29 @@ SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
     nn.Linear: ("in_features", "out_features"),
     nn.modules.batchnorm._BatchNorm: ("num_features",),
     nn.GroupNorm: ("num_channels", "num_groups"),
+    nn.LayerNorm: ("normalized_shape",),  # a tuple (timm's LayerNorm2d of ConvNeXt, ViT's LayerNorm)
 }
 
 
-def structural_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
-    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs)."""
+def structural_shapes(model: nn.Module) -> dict[str, dict[str, int | list[int]]]:
+    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs); a tuple
+    attribute (``normalized_shape``) is stored as a list of ints (weights-only loading reads lists)."""
     out = {}
     for name, mod in model.named_modules():
         for cls, attrs in SHAPE_ATTRS.items():
             if isinstance(mod, cls):
-                out[name] = {a: int(getattr(mod, a)) for a in attrs}
+                out[name] = {a: _shape_value(getattr(mod, a)) for a in attrs}
                 break
     return out
 
 
-def apply_shapes(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, Tensor]) -> None:
+def _shape_value(value: Any) -> int | list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else int(value)
+
+
+def apply_shapes(
+    model: nn.Module, shapes: dict[str, dict[str, int | list[int]]], state_dict: dict[str, Tensor]
+) -> None:
     """Set the recorded structural attributes and resize every parameter / buffer to its saved shape."""
     modules = dict(model.named_modules())
     for name, attrs in shapes.items():
@@ -254,7 +262,7 @@ def apply_shapes(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict
                 f"pruned model: the config has no layer {name!r}; was it saved from another config?"
             )
         for attr, value in attrs.items():
-            setattr(mod, attr, value)
+            setattr(mod, attr, tuple(value) if isinstance(value, list) else value)
     for key, saved in state_dict.items():
         owner, _, leaf = key.rpartition(".")
         mod = modules.get(owner)

@@ -273,3 +273,34 @@ def test_openmmlab_heads_through_their_adapters(ws):
     np.testing.assert_array_equal(
         result["heads"]["seg_head"]["label_map"], sample.pred_sem_seg.data[0].numpy()
     )
+
+
+def test_timm_backbone_checkpoint_and_onnx(ws):
+    """A timm trunk (tiny ConvNeXt): the inferencer predicts as model.predict does from the checkpoint, and the
+    model exported as deploy.py exports it gives the same label maps and depth through ONNX Runtime."""
+    import multitask_vision
+    from multitask_vision.models.builder import build_model
+    from multitask_vision.registry import DATASETS
+    from tests.apis.conftest import export_like_deploy
+    from tests.compression.conftest import TINY_TIMM, build
+
+    multitask_vision.register_all_modules()
+    torch.save(build(TINY_TIMM).state_dict(), "timm.pth")
+    cfg = Config.fromfile(str(TINY_TIMM))
+    model = build_model(cfg, "timm.pth")
+    dataset = DATASETS.build(copy.deepcopy(cfg.test_dataloader.dataset))
+    (sample,) = model.test_step(pseudo_collate([dataset[0]]))
+    (result,) = MultiTaskInferencer(cfg, "timm.pth", device="cpu")(sample.img_path)
+    np.testing.assert_array_equal(
+        result["heads"]["seg_head"]["label_map"], sample.pred_sem_seg.data[0].numpy()
+    )
+    np.testing.assert_allclose(
+        result["heads"]["depth_head"]["depth"], sample.pred_depth_map.data[0].numpy(), rtol=1e-6
+    )
+    export_like_deploy(model, Path("timm_fp32.onnx"))
+    (exported,) = MultiTaskInferencer(cfg, onnx="timm_fp32.onnx")(sample.img_path)
+    ref, got = result["heads"]["depth_head"]["depth"], exported["heads"]["depth_head"]["depth"]
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert (
+        exported["heads"]["seg_head"]["label_map"] == result["heads"]["seg_head"]["label_map"]
+    ).mean() > 0.999
