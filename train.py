@@ -113,6 +113,10 @@ def build_runner(args: argparse.Namespace):
             raise ValueError("--amp needs a CUDA device (mmengine's AmpOptimWrapper); none is visible")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.dtype = args.amp_dtype
+    if not args.eval_only:
+        from multitask_vision.evaluation.evaluator import check_model_selection
+
+        check_model_selection(cfg)
     setup_distributed(args.launcher, cfg)
 
     from mmengine.runner import Runner

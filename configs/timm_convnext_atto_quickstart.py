@@ -23,3 +23,10 @@ neck_block = dict(
 model = dict(
     blocks=[backbone_block, neck_block, {{_base_.det_block}}, {{_base_.seg_block}}, {{_base_.depth_block}}]
 )
+# no Δm baselines for this trunk (the quickstart's are of its ResNet-18): keep each task's best checkpoint
+default_hooks = dict(
+    checkpoint=dict(
+        save_best=["detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"],
+        rule=["greater", "greater", "less"],
+    )
+)

@@ -8,28 +8,32 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from multitask_vision.evaluation.evaluator import check_model_selection
+from multitask_vision.utils.errors import UserError
+
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.py") if "_base_" not in p.parts)
 TRAINING = [p for p in CONFIGS if "model" in Config.fromfile(p)]
-
-
-def metric_tasks(evaluator) -> set[str]:
-    metrics = evaluator.get("metrics", evaluator) if isinstance(evaluator, dict) else evaluator
-    return {m["task"] for m in metrics}
 
 
 @pytest.mark.parametrize("path", TRAINING, ids=[p.stem for p in TRAINING])
 def test_save_best_names_metrics_the_evaluator_gives(path):
     cfg = Config.fromfile(path)
-    save_best = cfg.default_hooks.checkpoint.get("save_best")
-    assert save_best, f"{path.name}: no best checkpoint is kept"
-    tasks = metric_tasks(cfg.val_evaluator)
-    for key in [save_best] if isinstance(save_best, str) else save_best:
-        if key == "multitask/delta_m":  # Δm exists only with a baseline for every task's metric
-            assert cfg.val_evaluator.get("baselines"), f"{path.name}: save_best Δm without baselines"
-        else:
-            assert key.split("/")[0] in tasks, (
-                f"{path.name}: save_best {key!r} is no metric of {sorted(tasks)}"
-            )
+    assert cfg.default_hooks.checkpoint.get("save_best"), f"{path.name}: no best checkpoint is kept"
+    check_model_selection(cfg)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"val_evaluator.baselines": None}, "save_best='multitask/delta_m' but val_evaluator has no baselines"),
+        ({"default_hooks.checkpoint.save_best": "detecton/pascal_voc/mAP"}, "no validation metric of task 'detecton'"),
+    ],
+)  # fmt: skip
+def test_save_best_without_its_metric_is_refused_before_training(options, message):
+    cfg = Config.fromfile(Path(__file__).parents[1] / "configs/quickstart.py")
+    cfg.merge_from_dict(options)
+    with pytest.raises(UserError, match=message):
+        check_model_selection(cfg)
 
 
 def nyu_sources(loader) -> list[dict]:

@@ -19,6 +19,7 @@ from mmengine.evaluator import Evaluator
 
 from multitask_vision.evaluation.task_metric import TaskMetric
 from multitask_vision.registry import EVALUATOR
+from multitask_vision.utils.errors import UserError
 
 #: metric names (last path component) where lower is better
 LOWER_IS_BETTER = frozenset({"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "mae", "rel"})
@@ -84,3 +85,29 @@ def primary_metrics(evaluator: Evaluator) -> list[tuple[str, bool]]:
             f"{m.prefix}/{m.primary}" for m in evaluator.metrics if isinstance(m, TaskMetric) and m.primary
         ]
     return [(k, is_lower_better(k, extra)) for k in keys]
+
+
+def check_model_selection(cfg: Mapping) -> None:
+    """Check, before training, that ``default_hooks.checkpoint.save_best`` names metrics the validation gives:
+    ``multitask/delta_m`` needs ``val_evaluator.baselines``, a ``<task>/...`` key a ``TaskMetric`` of that task.
+    Otherwise mmengine's ``CheckpointHook`` fails with a bare ``KeyError`` after the first validation, with the
+    training time spent. Raises :class:`~multitask_vision.utils.errors.UserError` naming the key."""
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
+    save_best = hook.get("save_best")
+    evaluator = cfg.get("val_evaluator")
+    if not save_best or save_best == "auto" or not isinstance(evaluator, Mapping):
+        return
+    metrics = evaluator.get("metrics", [])
+    tasks = {m.get("task") for m in ([metrics] if isinstance(metrics, Mapping) else metrics)}
+    for key in [save_best] if isinstance(save_best, str) else save_best:
+        if key == "multitask/delta_m" and not evaluator.get("baselines"):
+            raise UserError(
+                "default_hooks.checkpoint.save_best='multitask/delta_m' but val_evaluator has no baselines "
+                "(Δm needs each task's single-task baseline): give val_evaluator.baselines, or save_best a "
+                "task's metric (e.g. 'segmentation/mIoU')"
+            )
+        if key != "multitask/delta_m" and key.split("/")[0] not in tasks:
+            raise UserError(
+                f"default_hooks.checkpoint.save_best={key!r}: no validation metric of task "
+                f"{key.split('/')[0]!r} (val_evaluator's tasks: {sorted(t for t in tasks if t)})"
+            )

@@ -123,6 +123,8 @@ def test_two_process_gloo_training(tmp_path):
         ("model.blocks.1.inputs=[backbone.layer3,backbon.layer4]",
          "error: block 'neck' input 'backbon.layer4': no block named 'backbon'"),
         ("model.blocks.0.inputs=neck", "error: the block graph has a cycle: backbone -> neck -> backbone"),
+        ("val_evaluator.baselines=None",
+         "error: default_hooks.checkpoint.save_best='multitask/delta_m' but val_evaluator has no baselines"),
     ],
 )  # fmt: skip
 def test_bad_config_fails_before_training_with_one_line(tmp_path, override, match):
