@@ -31,7 +31,7 @@ from multitask_vision.engine.launch import (
     parse_cli,
     user_errors,
 )
-from multitask_vision.utils.errors import UserError
+from multitask_vision.utils.errors import UserError, writable_dir
 
 # torchao registers an Enum with torch's pytree at import and torch warns about it: not ours to fix
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
@@ -92,6 +92,7 @@ def setup(args: argparse.Namespace):
         score_thr=args.score_thr,
         panel_size=args.panel_size,
     )
+    writable_dir(args.out)  # before the first image is run, not at its first write
     return inferencer, painter
 
 

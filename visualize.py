@@ -103,6 +103,7 @@ def setup(args: argparse.Namespace):
     import multitask_vision
     from multitask_vision.models.builder import build_model
     from multitask_vision.registry import DATASETS
+    from multitask_vision.utils.errors import writable_dir
     from multitask_vision.visualization import GridRenderer, GroundTruthRenderer, source_tasks, task_styles
     from multitask_vision.visualization.runtime import source_batches
 
@@ -114,13 +115,13 @@ def setup(args: argparse.Namespace):
     if args.no_model:
         dataset = DATASETS.build(loader["dataset"])
         renderer = GroundTruthRenderer.from_config(source_tasks(dataset), vis_cfg, task_styles(dataset))
-        out_dir = Path(args.out) if args.out else Path(cfg.work_dir) / "browse"
+        out_dir = writable_dir(Path(args.out) if args.out else Path(cfg.work_dir) / "browse")
         return renderer, source_batches(dataset, args.num), out_dir
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg, args.checkpoint, device=device)
     dataset = DATASETS.build(loader["dataset"])
     renderer = GridRenderer.from_config(model, vis_cfg, task_styles(dataset))
-    out_dir = Path(args.out) if args.out else Path(cfg.work_dir) / "vis"
+    out_dir = writable_dir(Path(args.out) if args.out else Path(cfg.work_dir) / "vis")
     return renderer, source_batches(dataset, args.num), out_dir
 
 

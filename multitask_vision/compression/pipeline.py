@@ -54,6 +54,7 @@ from multitask_vision.compression.report import (
 from multitask_vision.evaluation.evaluator import primary_metrics
 from multitask_vision.models.builder import as_config, build_model
 from multitask_vision.utils.checkpoint import resolve_checkpoint
+from multitask_vision.utils.errors import writable_dir
 
 FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 
@@ -122,7 +123,8 @@ def prepare(
     """Everything that can fail because of the user's input, before any heavy work: the training config (a
     path or a ``Config``), the deploy config, the checkpoint (Runner checkpoint, state dict or pruned model, or
     a work dir: its last checkpoint; loaded strictly by :func:`~multitask_vision.models.builder.build_model`) and the checks of the deploy config
-    against the built model. Raises ``ValueError`` / ``FileNotFoundError`` with one line."""
+    against the built model, and that the output folder can be written. Raises ``ValueError`` /
+    ``FileNotFoundError`` with one line."""
     cfg = as_config(config, cfg_options)
     dc = load_deploy_config(deploy_config, deploy_options)
     checkpoint = resolve_checkpoint(checkpoint)  # a work dir: its last checkpoint (the report names the file)
@@ -132,7 +134,8 @@ def prepare(
     torch.set_num_threads(threads)
     given = config if isinstance(config, (str, Path)) else cfg.filename
     sources = dict(config=str(given), checkpoint=str(checkpoint), deploy_config=str(deploy_config))
-    return DeployRun(cfg=cfg, dc=dc, model=model, out=Path(out), sources=sources, threads=threads)
+    out = writable_dir(out, "deploy output folder")
+    return DeployRun(cfg=cfg, dc=dc, model=model, out=out, sources=sources, threads=threads)
 
 
 def run_pipeline(run: DeployRun) -> dict:

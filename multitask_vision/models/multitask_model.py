@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
-from mmengine.optim import AmpOptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
 from multitask_vision.models.adapters.base import BlockAdapter, default_adapter
@@ -169,9 +169,7 @@ class MultiTaskModel(BaseModel):
         gradients itself from every task's loss. ``ddp``: the distributed wrapper whose forward runs the model
         (``MultiTaskDistributedDataParallel`` passes itself), so that gradients are synchronised."""
         pcgrad = self.task_weighting.needs_task_gradients
-        if pcgrad and (
-            type(optim_wrapper).__name__ != "OptimWrapper" or optim_wrapper._accumulative_counts != 1
-        ):
+        if pcgrad and (type(optim_wrapper) is not OptimWrapper or optim_wrapper._accumulative_counts != 1):
             raise UserError(
                 f"{type(self.task_weighting).__name__} needs a plain OptimWrapper without accumulative_counts "
                 f"(no AMP loss scaling), got {type(optim_wrapper).__name__}"

@@ -8,6 +8,9 @@ in a dataloader worker. Anything else is a bug and keeps its traceback. Raise th
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 
 class UserError(ValueError):
     """A mistake in a config, a command line or a file the user gave: the message names it (exit code 2)."""
@@ -25,3 +28,16 @@ class TrainingDivergedError(RuntimeError):
     iteration and the last good checkpoint."""
 
     exit_code = 3
+
+
+def writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder this process can write into, created with its parents if missing; else a
+    :class:`UserError` naming it (checked before any work that would be lost at the first write)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path} is not writable: {e.strerror or e}") from e
+    return path

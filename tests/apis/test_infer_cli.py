@@ -166,3 +166,9 @@ def test_errors_are_one_line(ws, tmp_path, capsys):
     assert msg.startswith(f"error: {ONNX} does not match ") and "it outputs 'seg_head'" in msg
     msg = cli_error(["--checkpoint", "missing.pth", "--input", VAL_IMAGES[0], "--out", str(tmp_path)], capsys)
     assert msg == "error: checkpoint not found: missing.pth"
+    (tmp_path / "a_file").write_text(
+        ""
+    )  # a folder that cannot be made (a file is in the way; root may write anywhere)
+    out = tmp_path / "a_file" / "out"
+    msg = cli_error(["--checkpoint", CHECKPOINT, "--input", VAL_IMAGES[0], "--out", str(out)], capsys)
+    assert msg.startswith(f"error: output folder {out} is not writable: "), msg

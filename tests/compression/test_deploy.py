@@ -198,6 +198,17 @@ def test_bad_deploy_config_fails_with_one_line(in_workspace, capsys, options, me
     assert not (in_workspace / "bad").exists()
 
 
+def test_unwritable_output_folder_is_one_line_before_any_work(in_workspace, capsys):
+    (in_workspace / "a_file").write_text(
+        ""
+    )  # a file where the folder should be (root may write anywhere else)
+    with pytest.raises(SystemExit) as exc:
+        deploy(in_workspace, ROOT / "configs/deploy.py", out="a_file/out")
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: deploy output folder {in_workspace / 'a_file/out'} is not writable: "), err
+
+
 def test_deploy_script_missing_checkpoint_names_the_path(in_workspace):
     """deploy.py itself: the config positional, --output (the origin README's spelling) beside --out; a
     missing checkpoint is one line and exit code 2, before any work."""

@@ -102,6 +102,13 @@ def test_missing_checkpoint(tmp_path, capsys, monkeypatch):
     assert line == "error: checkpoint not found: nope.pth"
 
 
+def test_unwritable_output_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")  # a file where the folder should be (root may write anywhere else)
+    line = cli_error(["--config", str(TINY), "--no-model", "--num", "1", "--out", "a_file/vis"], capsys)
+    assert line.startswith("error: output folder a_file/vis is not writable: "), line
+
+
 def test_timm_backbone_model_draws_every_head(tmp_path, monkeypatch, capsys):
     """The tiny quickstart with a timm backbone (random init) through visualize.py: its checkpoint loads strictly
     into the timm block and every head is drawn for every source."""

@@ -275,57 +275,17 @@ def convert_nyu_mat(
     except OSError as e:
         raise OSError(f"cannot open {mat_path} (truncated download?): {e}") from e
     with f:
-        images = _dataset(f, "images", mat_path, 4)  # (N, 3, W, H)
-        depths = _dataset(f, depth_key, mat_path, 3)  # (N, W, H)
-        labels = _dataset(f, "labels", mat_path, 3)  # (N, W, H)
-        n, channels, w, h = images.shape
-        if channels != 3 or depths.shape != (n, w, h) or labels.shape != (n, w, h):
-            raise ValueError(
-                f"{mat_path}: inconsistent shapes images {images.shape}, {depth_key} {depths.shape}, "
-                f"labels {labels.shape} (expected (N, 3, W, H), (N, W, H), (N, W, H))"
-            )
-        names = _read_names(f)
-        if names is None:
-            print_log(f"{mat_path} has no 'names': class numbering not checked", "current")
-        else:
-            _check_names(names, mat_path)
-        for split, idx in splits.items():
-            bad = idx[(idx < 1) | (idx > n)]
-            if bad.size:
-                raise ValueError(
-                    f"{splits_path}: {SPLIT_KEYS[split]} has indices {bad[:5].tolist()} outside 1..{n} "
-                    f"(the number of images in {mat_path})"
-                )
+        images, depths, labels = _checked_datasets(f, mat_path, depth_key, splits, splits_path)
+        n, _, w, h = images.shape
         for sub in OUT_DIRS:
             os.makedirs(osp.join(out_dir, sub), exist_ok=True)
         print_log(f"NYUv2: converting {n} images of {h}x{w} from {mat_path} into {out_dir}", "current")
-
-        def read(ds: Any, i: int) -> np.ndarray:
-            try:
-                return np.asarray(ds[i])
-            except OSError as e:  # h5py's messages do not name the file
-                raise OSError(f"cannot read {ds.name[1:]!r} of image {i + 1} from {mat_path}: {e}") from e
-
         for i in range(n):
             img_id = f"{i + 1:06d}"
             paths = {sub: osp.join(out_dir, sub, img_id + ".png") for sub in OUT_DIRS}
             todo = {sub for sub, p in paths.items() if overwrite or not osp.isfile(p)}
             skipped += len(OUT_DIRS) - len(todo)
-            if "images" in todo:
-                rgb = read(images, i).astype(np.uint8).transpose(2, 1, 0)  # (3, W, H) -> (H, W, 3)
-                _write_png(paths["images"], np.ascontiguousarray(rgb[..., ::-1]))  # cv2 writes BGR
-            if "depth" in todo:
-                _write_png(paths["depth"], depth_to_millimetres(read(depths, i).T))  # (H, W)
-            if todo & {"label40", "label13"}:
-                raw = read(labels, i).T.astype(np.int64)  # (H, W), 0..894
-                if raw.size and (raw.min() < 0 or raw.max() > NUM_RAW_CLASSES):
-                    raise ValueError(
-                        f"{mat_path}: labels of image {i + 1} outside 0..{NUM_RAW_CLASSES} "
-                        f"(min {raw.min()}, max {raw.max()})"
-                    )
-                for sub, lut in (("label40", lut40), ("label13", lut13)):
-                    if sub in todo:
-                        _write_png(paths[sub], lut[raw])
+            _convert_image(i, todo, paths, (images, depths, labels), (lut40, lut13), mat_path)
             written += len(todo)
             if log_every and (i + 1) % log_every == 0:
                 rate = (i + 1) / max(time.perf_counter() - start, 1e-9)
@@ -340,3 +300,61 @@ def convert_nyu_mat(
         "current",
     )
     return counts
+
+
+def _checked_datasets(
+    f: Any, mat_path: str, depth_key: str, splits: dict[str, np.ndarray], splits_path: str
+) -> tuple[Any, Any, Any]:
+    """The ``images`` (N, 3, W, H), depth (N, W, H) and ``labels`` (N, W, H) datasets of the open file, their
+    shapes, class names and the split indices checked against each other (one-line errors naming the file)."""
+    images = _dataset(f, "images", mat_path, 4)
+    depths = _dataset(f, depth_key, mat_path, 3)
+    labels = _dataset(f, "labels", mat_path, 3)
+    n, channels, w, h = images.shape
+    if channels != 3 or depths.shape != (n, w, h) or labels.shape != (n, w, h):
+        raise ValueError(
+            f"{mat_path}: inconsistent shapes images {images.shape}, {depth_key} {depths.shape}, "
+            f"labels {labels.shape} (expected (N, 3, W, H), (N, W, H), (N, W, H))"
+        )
+    names = _read_names(f)
+    if names is None:
+        print_log(f"{mat_path} has no 'names': class numbering not checked", "current")
+    else:
+        _check_names(names, mat_path)
+    for split, idx in splits.items():
+        bad = idx[(idx < 1) | (idx > n)]
+        if bad.size:
+            raise ValueError(
+                f"{splits_path}: {SPLIT_KEYS[split]} has indices {bad[:5].tolist()} outside 1..{n} "
+                f"(the number of images in {mat_path})"
+            )
+    return images, depths, labels
+
+
+def _convert_image(
+    i: int, todo: set[str], paths: dict[str, str], data: tuple[Any, Any, Any], luts: tuple, mat_path: str
+) -> None:
+    """Write the outputs in ``todo`` of image ``i`` (0-based): RGB, depth in millimetres, 40- and 13-class maps."""
+    images, depths, labels = data
+
+    def read(ds: Any) -> np.ndarray:
+        try:
+            return np.asarray(ds[i])
+        except OSError as e:  # h5py's messages do not name the file
+            raise OSError(f"cannot read {ds.name[1:]!r} of image {i + 1} from {mat_path}: {e}") from e
+
+    if "images" in todo:
+        rgb = read(images).astype(np.uint8).transpose(2, 1, 0)  # (3, W, H) -> (H, W, 3)
+        _write_png(paths["images"], np.ascontiguousarray(rgb[..., ::-1]))  # cv2 writes BGR
+    if "depth" in todo:
+        _write_png(paths["depth"], depth_to_millimetres(read(depths).T))  # (H, W)
+    if todo & {"label40", "label13"}:
+        raw = read(labels).T.astype(np.int64)  # (H, W), 0..894
+        if raw.size and (raw.min() < 0 or raw.max() > NUM_RAW_CLASSES):
+            raise ValueError(
+                f"{mat_path}: labels of image {i + 1} outside 0..{NUM_RAW_CLASSES} "
+                f"(min {raw.min()}, max {raw.max()})"
+            )
+        for sub, lut in zip(("label40", "label13"), luts):
+            if sub in todo:
+                _write_png(paths[sub], lut[raw])
