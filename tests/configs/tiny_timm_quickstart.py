@@ -14,4 +14,6 @@ model = dict(
 )  # fmt: skip
 val_evaluator = dict(baselines=dict(_delete_=True))  # the quickstart's Δm baselines are of its ResNet-18
 test_evaluator = val_evaluator
-default_hooks = dict(checkpoint=dict(save_best="segmentation/mIoU", rule="greater"))  # no Δm without baselines
+default_hooks = dict(
+    checkpoint=dict(save_best="segmentation/mIoU", rule="greater")
+)  # no Δm without baselines
