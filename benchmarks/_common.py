@@ -105,6 +105,19 @@ def source_loader(source: dict, batch_size: int, num_workers: int, **kwargs) -> 
     )
 
 
+def raw_batches(
+    cfg, per_source: int, side: int | None = None, batch_size: int | None = None, data_dir=None
+) -> list[dict]:
+    """``per_source`` collated training batches of every source (before the data preprocessor: what a
+    ``train_step`` takes), alternating sources."""
+    bs = batch_size or cfg.train_dataloader.batch_size
+    per = []
+    for source in sized_sources(cfg, side, max(64, 2 * bs * per_source), data_dir):
+        it = iter(source_loader(source, bs, 0))
+        per.append([next(it) for _ in range(per_source)])
+    return [data for group in zip(*per) for data in group]
+
+
 def pipeline_batches(
     cfg,
     model,

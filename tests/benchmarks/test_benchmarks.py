@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -57,3 +58,38 @@ def test_data_pipeline_rows_per_source_and_worker_count(tiny, tmp_path):
     assert trains == [0, 1]
     assert all(r["images_per_s"] > 0 for r in payload["rows"])
     assert (tmp_path / "out" / "data_pipeline.json").is_file()
+
+
+def test_train_throughput_runs_fp32_and_cpu_autocast(tiny):
+    """bf16 autocast on CPU goes through the model's fp32 head losses (mmdet's FCOSHead in the mmlab model)."""
+    payload = load("train_throughput").main(
+        ["--configs", "mmlab", "--variants", "fp32", "bf16", "--size", "64", "--batch", "2", "--rounds", "1",
+         "--warmup", "0", "--device", "cpu", *tiny]
+    )  # fmt: skip
+    rows = payload["rows"]
+    assert [r["variant"] for r in rows] == ["fp32", "bf16"]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert row["hand_img_s"] > 0 and row["framework_img_s"] > 0
+
+
+def test_hot_path_before_and_after_train_the_same_model(tiny):
+    payload = load("hot_path").main(
+        ["--configs", "quickstart", "--size", "64", "--batch", "2", "--rounds", "1", *tiny]
+    )
+    row = payload["rows"][0]
+    assert row["batch"] == 2 and len(row["times"]["before"]) == len(row["times"]["after"]) == 1
+    assert {"guard max-norm (before) ms", "guard 2-norm (after) ms", "AdamW step fused (after) ms"} <= set(
+        row
+    )
+
+
+def test_old_guard_check_kept_for_comparison_agrees_with_the_new_one():
+    """hot_path.py times the previous check against the current one: both must name the same tensors."""
+    from multitask_vision.models.step_guard import nonfinite_tensors
+
+    old = load("hot_path").old_nonfinite_tensors
+    cases = [[("a", torch.ones(3))], [("a", torch.ones(3)), ("b", torch.tensor([float("nan")]))]]
+    cases.append([("big", torch.full((2,), 1e30)), ("inf", torch.tensor([float("inf")]))])
+    for named in cases:
+        assert old(named) == nonfinite_tensors(named)
