@@ -93,3 +93,38 @@ def test_old_guard_check_kept_for_comparison_agrees_with_the_new_one():
     cases.append([("big", torch.full((2,), 1e30)), ("inf", torch.tensor([float("inf")]))])
     for named in cases:
         assert old(named) == nonfinite_tensors(named)
+
+
+def test_scaling_sweeps_and_plots(tiny, tmp_path):
+    payload = load("scaling").main(
+        [
+            "--batches",
+            "1",
+            "2",
+            "--sides",
+            "64",
+            "--base-side",
+            "64",
+            "--base-batch",
+            "1",
+            "--steps",
+            "1",
+            *tiny,
+        ]
+    )
+    assert [(r["sweep"], r["side"], r["batch"]) for r in payload["rows"]] == [
+        ("batch", 64, 1), ("batch", 64, 2), ("side", 64, 1)
+    ]  # fmt: skip
+    assert (tmp_path / "out" / "scaling_quickstart.png").stat().st_size > 1000
+
+
+def test_deploy_latency_rows_and_int8_files(tiny):
+    payload = load("deploy_latency").main(
+        ["--size", "64", "--batch-sizes", "1", "--int8", "qdq", "--rounds", "1", "--runs", "1",
+         "--calib-batches", "2", "--no-extra", "--no-original", *tiny]
+    )  # fmt: skip
+    rows = {r["row"]: r for r in payload["rows"]}
+    assert set(rows) == {"torch eager pruned", "ORT fp32 pruned", "ORT int8 pruned (qdq)"}
+    assert rows["ORT fp32 pruned"]["speedup_vs_pruned_fp32"] == 1.0
+    # the int8 file holds int8 weights (fp32 biases and scales): well under half of the fp32 file
+    assert rows["ORT int8 pruned (qdq)"]["size_mb"] < rows["ORT fp32 pruned"]["size_mb"] / 2.5
