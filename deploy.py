@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="trained model: Runner checkpoint, state dict or pruned model file",
+        help="trained model: Runner checkpoint, state dict, pruned model file, or a work dir (its last checkpoint)",
     )
     p.add_argument("--deploy-config", required=True, help="deploy config (.py), e.g. configs/deploy.py")
     add_out_argument(p, "output folder", required=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+import os
 
 from multitask_vision.engine.launch import (
     LAUNCHERS,
@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--resume",
         nargs="?",
         const="auto",
-        help="resume training: alone, from the last checkpoint in the work dir; or from the given checkpoint",
+        help="resume training: alone, from the last checkpoint in the work dir; or from the given checkpoint "
+        "(a file, or a work dir: its last checkpoint)",
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA): fp16 autocast")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16", help="autocast dtype")
@@ -53,7 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="no training: evaluate on test_dataloader with test_evaluator (of --checkpoint, or of the "
         "freshly initialised model when none is given); metrics also in <work_dir>/test_metrics.json",
     )
-    p.add_argument("--checkpoint", help="with --eval-only: the checkpoint to evaluate")
+    p.add_argument(
+        "--checkpoint",
+        help="with --eval-only: the checkpoint to evaluate (or a work dir: its last checkpoint)",
+    )
     return parse_cli(p, argv)
 
 
@@ -76,10 +80,10 @@ def build_runner(args: argparse.Namespace):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.checkpoint and not args.eval_only:
         raise ValueError("--checkpoint is for --eval-only; to continue training use --resume CHECKPOINT")
+    from multitask_vision.utils.checkpoint import resolve_checkpoint
+
     if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-        cfg.load_from = args.checkpoint
+        cfg.load_from = str(resolve_checkpoint(args.checkpoint))  # a work dir: its last checkpoint
     if args.resume and any(
         k in (args.cfg_options or {}) for k in ("train_cfg.max_iters", "train_cfg.max_epochs")
     ):
@@ -91,10 +95,12 @@ def build_runner(args: argparse.Namespace):
             logger="current",
             level=logging.WARNING,
         )
-    if args.resume == "auto":  # the newest whole checkpoint of the work dir; none is an error
+    if args.resume == "auto" or (args.resume and os.path.isdir(args.resume)):
+        # the newest whole checkpoint of the (given) work dir; none is an error
         from multitask_vision.engine.resume import resume_checkpoint
 
-        cfg.resume, cfg.load_from = True, resume_checkpoint(cfg.work_dir)
+        work_dir = cfg.work_dir if args.resume == "auto" else args.resume
+        cfg.resume, cfg.load_from = True, resume_checkpoint(work_dir)
     elif args.resume:
         from multitask_vision.utils.checkpoint import verify_checkpoint_file
 

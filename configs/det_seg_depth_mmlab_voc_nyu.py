@@ -8,6 +8,7 @@
 # (seeded: the same 95 every run); training uses the other 700. VOC 2012 has no public test labels: its val
 # split serves both.
 _base_ = ["./det_seg_depth_mmlab.py"]
+work_dir = "work_dirs/det_seg_depth_mmlab_voc_nyu"  # not the base config's work_dirs_mmlab
 
 image_scale = (512, 512)
 fpn_channels = 64

@@ -1,6 +1,7 @@
 # Same trunk with other OpenMMLab heads, to show nothing is FCOS/FCN-specific: mmdet RetinaHead (anchors,
 # MaxIoUAssigner and PseudoSampler from its train_cfg) and mmseg UPerHead (all four backbone levels by in_index).
 _base_ = ["./det_seg_depth_mmlab.py"]
+work_dir = "work_dirs/retinanet_uper_mmlab"  # not the base config's work_dirs_mmlab
 
 fpn_channels = 64
 model = dict(

@@ -44,6 +44,10 @@ class MultiTaskDataSample(BaseDataElement):
     pred_depth_map = _field("pred_depth_map", PixelData)
 
 
+# A source's annotation kind -> the sample field its ground truth is packed in (``PackMultiTaskInputs``).
+GT_FIELDS = {"instances": "gt_instances", "sem_seg": "gt_sem_seg", "depth": "gt_depth_map"}
+
+
 def labelled_tasks(sample: BaseDataElement) -> tuple[str, ...]:
     """Tasks a data sample (ours, or an mmdet/mmseg one) is labelled for: its ``tasks`` metainfo."""
     return tuple(sample.metainfo.get("tasks", ()))

@@ -81,3 +81,23 @@ def test_readme_custom_head_trains_and_predicts(normals_head):
     out = model(**batch, mode="predict")
     assert out[1].pred_normals.data.shape == (3, 50, 60)  # original size, padding cropped
     torch.testing.assert_close(out[1].pred_normals.data.norm(dim=0), torch.ones(50, 60))
+
+
+def test_readme_timm_example_builds_and_its_stage_table_is_timms():
+    import timm
+
+    namespace: dict = {}
+    exec(compile(readme_block("timm backbones"), "README.md", "exec"), namespace)
+    head = dict(name="seg_head", type="SegHead", inputs="neck", task="segmentation", num_classes=3,
+                in_channels=[64] * 3, channels=8)  # fmt: skip
+    model = MultiTaskModel(blocks=[namespace["backbone_block"], namespace["neck_block"], head])
+    specs = [(s.channels, s.stride) for s in model.specs["backbone"].values()]
+    assert specs == [(80, 8), (160, 16), (320, 32)]
+    text = README.read_text()
+    table = text[text.index("| model | stage0 |") :].split("\n\n")[0]
+    for row in table.splitlines()[2:]:
+        name, *cells = [c.strip() for c in row.strip("|").split("|")]
+        with torch.device("meta"):
+            info = timm.create_model(name.strip("`"), features_only=True).feature_info
+        published = [f"{c}ch/s{r}" for c, r in zip(info.channels(), info.reduction())]
+        assert [c.split(" ")[0] for c in cells if c] == published, name

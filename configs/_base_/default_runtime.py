@@ -6,6 +6,7 @@ default_hooks = dict(
     logger=dict(type="LoggerHook", interval=25),  # loss per task, lr, ETA
     param_scheduler=dict(type="ParamSchedulerHook"),
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=250, max_keep_ckpts=2, save_last=True),
+    latest_checkpoint=dict(type="LatestCheckpointHook"),  # <work_dir>/latest.pth -> the last checkpoint
     sampler_seed=dict(type="DistSamplerSeedHook"),  # re-seeds MultiSourceSampler every epoch
     # steps with a nan/inf loss or gradient are skipped by the model; this stops the run after that many in a
     # row (exit code 3, naming the task and the last good checkpoint) and never saves or validates nan weights

@@ -10,6 +10,9 @@ A deploy config is an mmengine Python config (``_base_`` and ``--deploy-options`
     evaluation = dict(max_samples=None, parity_atol=1e-4)                                  # optional
     benchmark = dict(runs=50, warmup=10, threads=None)                                     # optional
 
+The sections may also be grouped in one ``deploy = dict(pruning=..., quantization=..., export=...)`` (the
+spelling of the README this project grew from, :func:`unwrap_deploy`); a section given both ways is an error.
+
 ``method`` / ``format`` pick a registered step (``COMPRESSION`` registry: ``PhysicalPruning``,
 ``StaticQuantization``, ``OnnxExport`` ...) whose keyword arguments are the accepted keys; the step checks
 their values. Checks that need the model (block and head names) run once it is built (:meth:`check_model`).
@@ -196,9 +199,33 @@ def _build_dataclass(section: str, cls: type, raw: Any) -> Any:
     return cls(**raw)
 
 
+SECTIONS = ("pruning", "finetune", "quantization", "export", "evaluation", "benchmark")
+WRAPPER = "deploy"  # deploy=dict(pruning=..., ...): the sections grouped, as the origin README writes them
+
+
+def unwrap_deploy(raw: dict) -> dict:
+    """The sections of ``raw`` with those grouped in ``deploy=dict(...)`` moved to the top level."""
+    if raw.get(WRAPPER) is None:
+        return {k: v for k, v in raw.items() if k != WRAPPER}
+    grouped = raw[WRAPPER]
+    if not isinstance(grouped, dict):
+        raise DeployConfigError(f"{WRAPPER} must be a dict of sections, got {type(grouped).__name__}")
+    out = {k: v for k, v in raw.items() if k != WRAPPER}
+    for key, value in grouped.items():
+        if key not in SECTIONS:
+            raise DeployConfigError(
+                f"unknown deploy-config key {WRAPPER}.{key} (sections: {', '.join(sorted(SECTIONS))})"
+            )
+        if out.get(key) is not None:
+            raise DeployConfigError(f"{key} is given twice, as {key}= and as {WRAPPER}.{key}; keep one")
+        out[key] = value
+    return out
+
+
 def parse_deploy_config(raw: dict) -> DeployConfig:
-    """Validate a deploy config given as a dict of sections."""
-    sections = {"pruning", "finetune", "quantization", "export", "evaluation", "benchmark"}
+    """Validate a deploy config given as a dict of sections (or with them grouped in ``deploy=dict(...)``)."""
+    raw = unwrap_deploy(raw)
+    sections = set(SECTIONS)
     for key in raw:
         if key not in sections:
             raise DeployConfigError(

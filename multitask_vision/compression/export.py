@@ -174,7 +174,9 @@ def export_program(
     return path
 
 
-def ort_session(path: str | Path, threads: int):
+def ort_session(path: str | Path | bytes, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    """An ONNX Runtime session of a file (or a serialised model): ``threads`` intra-op threads (0: ONNX
+    Runtime's default), all graph optimisations, warnings silenced, the given execution providers."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -182,20 +184,34 @@ def ort_session(path: str | Path, threads: int):
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, opts, providers=list(providers))
 
 
-def ort_runner(path: str | Path, threads: int):
-    """``fn(img Tensor) -> {name: Tensor}`` running an ONNX file in ONNX Runtime."""
-    session = ort_session(path, threads)
-    names = [o.name for o in session.get_outputs()]
+def sub_model(path: str | Path, outputs: Sequence[str]) -> bytes:
+    """The part of an ONNX file that computes ``outputs`` from its inputs (``onnx.utils.Extractor``),
+    serialised for :func:`ort_session`: ONNX Runtime runs every node of a graph whatever outputs are fetched."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(path))
+    inputs = [i.name for i in model.graph.input]
+    return Extractor(model).extract_model(inputs, list(outputs)).SerializeToString()
+
+
+def ort_runner(path: str | Path, threads: int, outputs: Sequence[str] | None = None, *, session: Any = None):
+    """``fn(img Tensor) -> {name: Tensor}`` running an ONNX file in ONNX Runtime (or an open ``session``):
+    every output, or only ``outputs`` (ONNX Runtime still runs the whole graph: to run less, give a session of
+    the sub-model that computes them, :func:`sub_model`)."""
+    session = session if session is not None else ort_session(path, threads)
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     first = session.get_inputs()[0]
     fixed = first.shape[0] if isinstance(first.shape[0], int) else None  # a static batch size, or None
 
     def run(img: Tensor) -> dict[str, Tensor]:
         x = img.detach().cpu().numpy().astype(np.float32)
         if fixed is None or x.shape[0] == fixed:
-            outs = session.run(None, {first.name: x})
+            outs = session.run(names, {first.name: x})
             return {n: torch.from_numpy(np.asarray(o)) for n, o in zip(names, outs)}
         # a static-batch file: run chunks of its batch size (the last one padded by repetition)
         parts = []
@@ -204,7 +220,7 @@ def ort_runner(path: str | Path, threads: int):
             n = chunk.shape[0]
             if n < fixed:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, 0)])
-            parts.append([np.asarray(o)[:n] for o in session.run(None, {first.name: chunk})])
+            parts.append([np.asarray(o)[:n] for o in session.run(names, {first.name: chunk})])
         return {k: torch.from_numpy(np.concatenate([p[j] for p in parts])) for j, k in enumerate(names)}
 
     return run

@@ -53,6 +53,7 @@ from multitask_vision.compression.report import (
 )
 from multitask_vision.evaluation.evaluator import primary_metrics
 from multitask_vision.models.builder import as_config, build_model
+from multitask_vision.utils.checkpoint import resolve_checkpoint
 
 FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 
@@ -119,11 +120,12 @@ def prepare(
     deploy_options: dict | None = None,
 ) -> DeployRun:
     """Everything that can fail because of the user's input, before any heavy work: the training config (a
-    path or a ``Config``), the deploy config, the checkpoint (Runner checkpoint, state dict or pruned model,
-    loaded strictly by :func:`~multitask_vision.models.builder.build_model`) and the checks of the deploy config
+    path or a ``Config``), the deploy config, the checkpoint (Runner checkpoint, state dict or pruned model, or
+    a work dir: its last checkpoint; loaded strictly by :func:`~multitask_vision.models.builder.build_model`) and the checks of the deploy config
     against the built model. Raises ``ValueError`` / ``FileNotFoundError`` with one line."""
     cfg = as_config(config, cfg_options)
     dc = load_deploy_config(deploy_config, deploy_options)
+    checkpoint = resolve_checkpoint(checkpoint)  # a work dir: its last checkpoint (the report names the file)
     model = build_model(cfg, checkpoint)
     dc.check_model(model)
     threads = dc.benchmark.threads or torch.get_num_threads()

@@ -77,6 +77,22 @@ def prediction_layers(model: MultiTaskModel, example: Tensor) -> dict[str, nn.Mo
     return found
 
 
+def attention_layers(model: MultiTaskModel) -> dict[str, nn.Module]:
+    """``{qualified name: module}`` of the conv/linear layers inside attention modules (any module with a
+    ``num_heads``: timm's ``Attention`` of ViT-style blocks, ...). Their forward reshapes the projections by
+    ``num_heads`` x ``head_dim``, attributes Torch-Pruning does not update: removing channels there breaks the
+    model (``shape '[2, 17, 3, 2, 32]' is invalid``), so a physical pruning leaves them whole, and with them
+    the residual stream they read and write (Torch-Pruning leaves a group with an ignored layer whole); the
+    MLPs between them still shrink."""
+    found: dict[str, nn.Module] = {}
+    for name, mod in model.named_modules():
+        if isinstance(getattr(mod, "num_heads", None), int):
+            for sub, layer in mod.named_modules():
+                if isinstance(layer, PRUNABLE):
+                    found[f"{name}.{sub}"] = layer
+    return found
+
+
 def count_params(model: MultiTaskModel) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -218,7 +234,7 @@ class PhysicalPruning(PruningStep):
 
         from multitask_vision.compression.export import ExportWrapper
 
-        protected = prediction_layers(model, example)
+        protected = prediction_layers(model, example) | attention_layers(model)
         layers = self.target_layers(model, protected)
         ignored = [m for m in model.modules() if isinstance(m, PRUNABLE) and m not in layers.values()]
         wrapper = ExportWrapper(model, example)  # all heads: every consumer of the trunk is in the graph

@@ -1,7 +1,8 @@
 """What every dataset source shares: the task mapping, bad-sample handling and metainfo helpers.
 
 A source maps the task names the model's heads use to the annotation kinds it has (``instances``,
-``sem_seg``, ``depth``); each sample's ``tasks`` says which of them it is labelled for.
+``sem_seg``, ``depth``); each sample's ``tasks`` says which of them it is labelled for. A list of task names the
+project knows (:data:`TASK_KINDS`) is accepted as well, e.g. ``tasks=['detection', 'segmentation']``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 import os.path as osp
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,37 @@ def voc_colormap(num: int = 256) -> list[tuple[int, int, int]]:
     return colours
 
 
+# The task names the project knows, and the annotation kind each is labelled with: what a source's ``tasks``
+# given as a list of names (the origin README's spelling) means. Any other task is mapped explicitly, e.g.
+# ``tasks=dict(seg_voc='sem_seg')``.
+TASK_KINDS: dict[str, str] = {"detection": "instances", "segmentation": "sem_seg", "depth": "depth"}
+
+
+def task_mapping(tasks: Any, owner: str) -> Any:
+    """``tasks`` as ``{task: annotation kind}``: a list of known task names (:data:`TASK_KINDS`) is mapped to
+    their kinds; anything else is returned as given (the source checks it). ``owner`` names the source in errors.
+    """
+    if not isinstance(tasks, (list, tuple)):
+        return tasks
+    for i, task in enumerate(tasks):
+        if task not in TASK_KINDS:
+            known = ", ".join(f"{t} ({k})" for t, k in TASK_KINDS.items())
+            raise ValueError(
+                f"{owner}: tasks[{i}] = {task!r} is not a task name whose annotation kind is known ({known}); "
+                f"map it to a kind: tasks=dict({task}='instances' | 'sem_seg' | 'depth')"
+            )
+        if task in tasks[:i]:
+            raise ValueError(f"{owner}: tasks lists {task!r} twice")
+    return {task: TASK_KINDS[task] for task in tasks}
+
+
 class MultiTaskSource(BaseDataset):
     """Base of the dataset sources: maps the model's task names to this source's annotation kinds.
 
     Args:
         tasks: ``{task name used by the model's heads: annotation kind}``; the kinds a subclass provides are
-            ``ANNOTATION_KINDS``. ``None`` -> ``DEFAULT_TASKS``.
+            ``ANNOTATION_KINDS``. ``None`` -> ``DEFAULT_TASKS``. A list of task names the project knows
+            (:data:`TASK_KINDS`: ``['detection', 'segmentation']``) stands for their usual kinds.
         source_name: written into every sample's ``source``; default the class name.
         skip_bad: skip (with a warning, and a logged count) samples whose files are missing, corrupt or hold
             values their task does not allow, instead of raising
@@ -67,7 +93,7 @@ class MultiTaskSource(BaseDataset):
     def __init__(
         self,
         *,
-        tasks: Mapping[str, str] | None = None,
+        tasks: Mapping[str, str] | Sequence[str] | None = None,
         source_name: str | None = None,
         skip_bad: bool = False,
         holdout: Mapping[str, Any] | None = None,
@@ -89,10 +115,12 @@ class MultiTaskSource(BaseDataset):
         self._num_seg_classes = len(self._metainfo.get("seg_classes", ())) or None
 
     # ---- task mapping -------------------------------------------------------------------------------
-    def _check_tasks(self, tasks: Mapping[str, str]) -> dict[str, str]:
+    def _check_tasks(self, tasks: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+        tasks = task_mapping(tasks, type(self).__name__)
         if not isinstance(tasks, Mapping) or not tasks:
             raise UserError(
-                f"{type(self).__name__}: tasks must be a non-empty dict task name -> kind, got {tasks!r}"
+                f"{type(self).__name__}: tasks must be a non-empty dict task name -> kind (or a list of known "
+                f"task names), got {tasks!r}"
             )
         out = {}
         for name, kind in tasks.items():

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from multitask_vision.datasets.base import task_mapping
 from multitask_vision.registry import DATASETS
 from multitask_vision.utils.errors import UserError
 
@@ -73,7 +74,8 @@ class MultiSourceDataset(Dataset):
             if not isinstance(src, dict):
                 raise UserError(f"only_tasks needs source configs, but sources[{i}] is a built dataset")
             cls = DATASETS.get(src["type"]) if isinstance(src["type"], str) else src["type"]
-            mapping = src.get("tasks") or getattr(cls, "DEFAULT_TASKS", None)
+            mapping = task_mapping(src.get("tasks"), f"sources[{i}] ({src['type']})")
+            mapping = mapping or getattr(cls, "DEFAULT_TASKS", None)
             if mapping is None:
                 raise UserError(
                     f"only_tasks: sources[{i}] ({src['type']}) does not say which tasks it labels"

@@ -52,7 +52,9 @@ NYU13_CLASSES = (
 )  # fmt: skip
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(
+    name=["NYUv2Dataset", "NYUDepthDataset"]
+)  # NYUDepthDataset: the origin README's name
 class NYUv2Dataset(MultiTaskSource):
     """NYUv2 (or any folder in the layout above) as a depth + segmentation source.
 

@@ -2,12 +2,15 @@
 
 The loaders are the real ones (:class:`VOCMultitaskDataset`, :class:`NYUv2Dataset`): what a model trains on
 went through the same files, parsers and conventions as the real datasets. Both sources share one segmentation
-label space, :data:`SYNTHETIC_SEG_CLASSES`, so one segmentation head can serve both.
+label space, :data:`SYNTHETIC_SEG_CLASSES`, so one segmentation head can serve both. With ``lazy_init=True`` a
+source generates its data at its first read, not when it is built (its metainfo needs no files).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os.path as osp
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from multitask_vision.datasets.base import voc_colormap
@@ -16,6 +19,23 @@ from multitask_vision.datasets.synthetic import ensure_synthetic_data
 from multitask_vision.datasets.synthetic_scene import SYNTHETIC_CLASSES, SYNTHETIC_SEG_CLASSES
 from multitask_vision.datasets.voc import VOCMultitaskDataset
 from multitask_vision.registry import DATASETS
+
+
+def _generated_root(source: Any, generate: Callable[[], str], data_root: str, kwargs: dict) -> str:
+    """Generate the data now, or, with ``lazy_init=True``, when the source is first read
+    (:func:`_generate_pending` in ``full_init``): reading a lazy source's metainfo (e.g. its class names, as the
+    inferencer does) writes nothing."""
+    if kwargs.get("lazy_init", False):
+        source._pending_generation = generate
+        return osp.abspath(data_root)
+    source._pending_generation = None
+    return generate()
+
+
+def _generate_pending(source: Any) -> None:
+    if getattr(source, "_pending_generation", None) is not None:
+        source._pending_generation()
+        source._pending_generation = None
 
 
 @DATASETS.register_module()
@@ -56,7 +76,8 @@ class SyntheticVOCDataset(VOCMultitaskDataset):
         jpeg_quality: int = 90,
         **kwargs: Any,
     ) -> None:
-        data_root = ensure_synthetic_data(
+        generate = functools.partial(
+            ensure_synthetic_data,
             data_root,
             "voc",
             num_train,
@@ -69,7 +90,11 @@ class SyntheticVOCDataset(VOCMultitaskDataset):
             void_boundary=void_boundary,
             jpeg_quality=jpeg_quality,
         )
-        super().__init__(data_root, split, **kwargs)
+        super().__init__(_generated_root(self, generate, data_root, kwargs), split, **kwargs)
+
+    def full_init(self) -> None:
+        _generate_pending(self)
+        super().full_init()
 
 
 @DATASETS.register_module()
@@ -106,7 +131,8 @@ class SyntheticNYUDataset(NYUv2Dataset):
         label_dir: str = "labels",
         **kwargs: Any,
     ) -> None:
-        data_root = ensure_synthetic_data(
+        generate = functools.partial(
+            ensure_synthetic_data,
             data_root,
             "nyu",
             num_train,
@@ -118,4 +144,9 @@ class SyntheticNYUDataset(NYUv2Dataset):
             depth_holes=depth_holes,
             label_dir=label_dir,
         )
-        super().__init__(data_root, split, label_dir=label_dir, **kwargs)
+        root = _generated_root(self, generate, data_root, kwargs)
+        super().__init__(root, split, label_dir=label_dir, **kwargs)
+
+    def full_init(self) -> None:
+        _generate_pending(self)
+        super().full_init()

@@ -11,6 +11,7 @@ from mmengine.model import is_model_wrapper
 
 from multitask_vision.models.step_guard import describe, nonfinite_tensors, walk_tensors
 from multitask_vision.registry import HOOKS
+from multitask_vision.utils.checkpoint import LATEST_LINK, link_latest
 from multitask_vision.utils.errors import TrainingDivergedError, UserError
 
 
@@ -170,6 +171,47 @@ class MetricsJSONHook(Hook):
         entry = dict(iter=runner.iter, epoch=runner.epoch, metrics={k: _plain(v) for k, v in metrics.items()})
         history = json.loads(path.read_text()) if append and path.is_file() else []
         path.write_text(json.dumps(history + [entry] if append else entry, indent=2))
+
+
+@HOOKS.register_module()
+class LatestCheckpointHook(Hook):
+    """Keep ``<work_dir>/latest.pth`` pointing at the last checkpoint ``CheckpointHook`` saved (mmengine's
+    ``last_checkpoint`` record names it), as mmcv's runner did, so ``--checkpoint work_dir/latest.pth`` works.
+
+    Runs after ``CheckpointHook`` (priority ``LOWEST``), main process only; the link is replaced atomically
+    (:func:`~multitask_vision.utils.checkpoint.link_latest`: a symlink, else a hard link, else a copy).
+    In the runtime config: ``default_hooks = dict(latest_checkpoint=dict(type='LatestCheckpointHook'))``.
+
+    Args:
+        filename: the link's name in the work dir.
+    """
+
+    priority = "LOWEST"
+
+    def __init__(self, filename: str = LATEST_LINK) -> None:
+        if not isinstance(filename, str) or not filename or "/" in filename:
+            raise ValueError(f"LatestCheckpointHook: filename must be a file name, got {filename!r}")
+        self.filename = filename
+        self._linked: str | None = None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._update(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._update(runner)
+
+    def _update(self, runner) -> None:
+        last = runner.message_hub.get_info("last_ckpt")
+        if not last or last == self._linked or not is_main_process():
+            return
+        if not Path(last).is_file():  # a remote out_dir, or a resumed run's record from elsewhere
+            runner.logger.warning(
+                f"LatestCheckpointHook: the last checkpoint {last} is not a file here; {self.filename} not updated"
+            )
+        else:
+            kind = link_latest(last, Path(runner.work_dir) / self.filename)
+            runner.logger.info(f"{self.filename} -> {last} ({kind})")
+        self._linked = last
 
 
 def _plain(value):

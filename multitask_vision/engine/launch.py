@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the scripts)
 
+from multitask_vision.utils.config import normalize_config
 from multitask_vision.utils.errors import UserError
 
 # Errors a user causes with a config or a file while the Runner is set up: printed as one line, exit code 2, no
@@ -51,6 +52,9 @@ def parse_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None) -> Config:
+    """A config file with ``--cfg-options`` merged (schedulers follow a new training length), its accepted
+    spellings translated (:func:`~multitask_vision.utils.config.normalize_config`) and ``work_dir`` set (the
+    argument, else the config's, else ``work_dirs/<config name>``)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
@@ -61,6 +65,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         lengths = _schedule_lengths(cfg)
         cfg.merge_from_dict(cfg_options)
         _follow_schedule_length(cfg, lengths)
+    normalize_config(cfg, f"config {path}")
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mmengine.logging import print_log
 
-from multitask_vision.utils.checkpoint import CheckpointError, verify_checkpoint_file
+from multitask_vision.utils.checkpoint import CheckpointError, recorded_checkpoint, verify_checkpoint_file
 from multitask_vision.utils.errors import UserError
 
 _STEP = re.compile(r"^(?:iter|epoch)_(\d+)\.pth$")
@@ -26,10 +26,8 @@ def resume_checkpoint(work_dir: str | Path) -> str:
         raise UserError(
             f"--resume: work dir {work_dir} does not exist (nothing to resume; drop --resume to start)"
         )
-    candidates: list[Path] = []
-    pointer = work_dir / "last_checkpoint"
-    if pointer.is_file() and pointer.read_text().strip():
-        candidates.append(Path(pointer.read_text().strip()))
+    recorded = recorded_checkpoint(work_dir)
+    candidates: list[Path] = [recorded] if recorded is not None else []
     steps = sorted(
         (int(m.group(1)), p) for p in work_dir.glob("*.pth") if (m := _STEP.match(p.name)) is not None
     )

@@ -14,11 +14,13 @@ from typing import Any
 from mmengine.config import Config
 
 from multitask_vision.registry import MODELS
-from multitask_vision.utils.checkpoint import load_weights
+from multitask_vision.utils.checkpoint import load_weights, resolve_checkpoint
+from multitask_vision.utils.config import normalize_config
 
 
 def as_config(config: str | Path | Config | dict, cfg_options: dict | None = None) -> Config:
-    """A config file (``.py``), a ``Config`` or a dict, with ``cfg_options`` merged into a copy."""
+    """A config file (``.py``), a ``Config`` or a dict, with ``cfg_options`` merged into a copy and its accepted
+    spellings translated (:func:`~multitask_vision.utils.config.normalize_config`)."""
     if isinstance(config, (str, Path)):
         if not Path(config).is_file():
             raise FileNotFoundError(f"config file not found: {config}")
@@ -31,8 +33,9 @@ def as_config(config: str | Path | Config | dict, cfg_options: dict | None = Non
         raise TypeError(f"config must be a file path, a Config or a dict, got {type(config).__name__}")
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    where = f" {config}" if isinstance(config, (str, Path)) else ""
+    normalize_config(cfg, f"config{where}")  # accepted spellings -> ours (data=dict(datasets=...))
     if "model" not in cfg:
-        where = f" {config}" if isinstance(config, (str, Path)) else ""
         raise ValueError(f"config{where} has no model")
     return cfg
 
@@ -47,15 +50,16 @@ def build_model(
     """Build ``config``'s ``model`` and load ``checkpoint`` into it, strictly; returns it in eval mode.
 
     ``checkpoint`` may be a Runner checkpoint, a bare state dict, or a pruned model written by
-    ``multitask_vision.compression.pruning.save_pruned`` (its layers are resized first). It is read by
+    ``multitask_vision.compression.pruning.save_pruned`` (its layers are resized first), or a work dir (its last
+    checkpoint: :func:`~multitask_vision.utils.checkpoint.resolve_checkpoint`). It is read by
     :func:`~multitask_vision.utils.checkpoint.load_checkpoint_file` (weights-only, allow-list); a file whose keys
     or shapes differ from the model is a ``ValueError`` of one line naming them, a missing file a
     ``FileNotFoundError``. Without a checkpoint the model keeps its initialisation (``init_weights`` is not
     called: that is the Runner's job). Entry points call ``multitask_vision.register_all_modules()`` once before.
     """
     cfg = as_config(config, cfg_options)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if checkpoint is not None:
+        checkpoint = resolve_checkpoint(checkpoint)  # a work dir: its last checkpoint
     model = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint is not None:
         load_weights(model, checkpoint)

@@ -16,7 +16,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from multitask_vision.utils.checkpoint import load_checkpoint_file, state_dict_of
+from multitask_vision.utils.checkpoint import load_checkpoint_file, resolve_checkpoint, state_dict_of
 
 
 @dataclass
@@ -46,8 +46,9 @@ def load_block_weights(
     ``prefix_map`` maps a checkpoint key prefix (``'bbox_head.'``) to a block name with an optional sub-path
     (``'det_head.'``). With ``strict=True`` anything missing, unexpected or mismatched is an error.
     """
-    if not Path(checkpoint).is_file():
+    if not Path(checkpoint).exists():
         raise FileNotFoundError(f"init_from checkpoint not found: {checkpoint}")
+    checkpoint = str(resolve_checkpoint(checkpoint))  # a work dir: its last checkpoint
     if not prefix_map:
         raise ValueError(f"init_from {checkpoint}: prefix_map is empty")
     for src, target_prefix in prefix_map.items():

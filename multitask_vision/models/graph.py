@@ -5,9 +5,11 @@ A block is a dict in the config::
     dict(name='neck', type='FPN', inputs=['backbone.layer2', 'backbone.layer3'], in_channels=[128, 256])
     dict(name='det_head', type='AnchorFreeDetHead', inputs='neck', task='detection', ...)
 
-``inputs`` name other blocks (or ``'img'``, the batch of images); a dotted suffix takes a sub-output:
-a dict key (``backbone.layer4``) or a tuple index (``neck.0``). A block with ``task`` is a head. Everything
-else in the dict is the block's own constructor arguments.
+``inputs`` name other blocks (or ``'img'``, the batch of images; ``'image'`` is accepted too); a dotted suffix
+takes a sub-output: a dict key (``backbone.layer4``) or a tuple index (``neck.0``). A block with ``task`` is a
+head. Everything else in the dict is the block's own constructor arguments, written beside these keys (the
+primary spelling) or grouped in ``args=dict(...)`` (the origin README's spelling; both may be mixed, a key given
+both ways is an error).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_INPUT = "img"
+IMAGE_INPUT_ALIASES = ("image",)  # other names of the input images in ``inputs``
 RESERVED_KEYS = ("name", "type", "inputs", "task", "adapter")
+ARGS_KEY = "args"  # constructor arguments grouped in a dict, beside or instead of flat keys
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -83,8 +87,8 @@ class BlockGraph:
         name = cfg.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise GraphError(f"blocks[{i}] needs a 'name' that is an identifier (no dots), got {name!r}")
-        if name == IMAGE_INPUT:
-            raise GraphError(f"blocks[{i}]: the name {IMAGE_INPUT!r} is reserved for the input images")
+        if name in (IMAGE_INPUT, *IMAGE_INPUT_ALIASES):
+            raise GraphError(f"blocks[{i}]: the name {name!r} is reserved for the input images")
         if not isinstance(cfg.get("type"), str):
             raise GraphError(f"block {name!r} needs a 'type' string")
         raw_inputs = cfg.get("inputs")
@@ -98,12 +102,32 @@ class BlockGraph:
         refs = []
         for text in raw_inputs:
             head, *path = text.split(".")
+            head = IMAGE_INPUT if head in IMAGE_INPUT_ALIASES else head
             refs.append(InputRef(text=text, block=head, path=tuple(path)))
         task = cfg.get("task")
         if task is not None and (not isinstance(task, str) or not task):
             raise GraphError(f"block {name!r}: 'task' must be a non-empty string, got {task!r}")
-        kwargs = {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}
-        return BlockNode(name, cfg["type"], refs, task, cfg.get("adapter"), kwargs)
+        return BlockNode(name, cfg["type"], refs, task, cfg.get("adapter"), BlockGraph._kwargs(name, cfg))
+
+    @staticmethod
+    def _kwargs(name: str, cfg: dict) -> dict[str, Any]:
+        """The block's constructor arguments: its flat keys merged with ``args=dict(...)``, each given once."""
+        kwargs = {k: v for k, v in cfg.items() if k not in RESERVED_KEYS and k != ARGS_KEY}
+        grouped = cfg.get(ARGS_KEY)
+        if grouped is None:
+            return kwargs
+        if not isinstance(grouped, dict):
+            raise GraphError(
+                f"block {name!r}: {ARGS_KEY} must be a dict of arguments, got {type(grouped).__name__}"
+            )
+        for key in grouped:
+            if key in RESERVED_KEYS:
+                raise GraphError(f"block {name!r}: {key!r} goes beside 'name' and 'type', not in {ARGS_KEY}=")
+            if key in kwargs:
+                raise GraphError(
+                    f"block {name!r}: {key!r} is given twice, as a key of the block and in {ARGS_KEY}=; keep one"
+                )
+        return {**kwargs, **grouped}
 
     def _check_edges(self) -> None:
         for node in self.nodes.values():

@@ -40,7 +40,7 @@ class ResolvedBlock(NamedTuple):
     """What a block's config resolves to before it is built."""
 
     scope: str
-    cls: type
+    cls: Any  # a class, or for a timm model a TimmModel (see block_types.resolve_block_type)
     adapter: BlockAdapter
     is_head: bool
 

@@ -20,12 +20,18 @@ What a file holds, and putting it into a built model, is here too (:func:`load_w
 bare state dict, or a pruned model written by ``compression.pruning.save_pruned`` (its layers' new shapes are
 applied first, :func:`apply_shapes`), loaded strictly with a one-line message naming the keys that differ.
 ``multitask_vision.models.builder.build_model`` builds a model from a config and loads a file through it.
+
+A work dir stands for its last checkpoint wherever a checkpoint is read (:func:`resolve_checkpoint`), and
+``<work_dir>/latest.pth`` follows the last checkpoint during training (:func:`link_latest`, called by
+``engine.hooks.LatestCheckpointHook``), as mmcv's runner kept it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -96,12 +102,75 @@ class CheckpointError(UserError):
     """A checkpoint file that cannot be read: missing, truncated, corrupt or refused as unsafe (one line)."""
 
 
+# what a work dir holds besides its checkpoints: mmengine's record of the last one, and our link to it
+LAST_CHECKPOINT_RECORD = "last_checkpoint"
+LATEST_LINK = "latest.pth"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` means: a file is itself; a folder is a work dir, meaning its last checkpoint
+    (the file mmengine's ``last_checkpoint`` record names, else ``latest.pth``). ``FileNotFoundError`` with one
+    line otherwise. :func:`load_checkpoint_file` calls it, so every entry point takes a work dir too."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    recorded = recorded_checkpoint(path)
+    if recorded is not None:
+        return recorded
+    if (path / LATEST_LINK).is_file():
+        return path / LATEST_LINK
+    raise FileNotFoundError(
+        f"checkpoint not found: {path} is a folder without a checkpoint ({LAST_CHECKPOINT_RECORD} names none "
+        f"that exists, no {LATEST_LINK})"
+    )
+
+
+def recorded_checkpoint(work_dir: str | Path) -> Path | None:
+    """The existing checkpoint file mmengine's ``<work_dir>/last_checkpoint`` record names, or None. The record
+    holds the path as training wrote it (often relative to where it ran): else the file of that name beside it."""
+    record = Path(work_dir) / LAST_CHECKPOINT_RECORD
+    if not record.is_file():
+        return None
+    named = Path(record.read_text().strip())
+    for candidate in (named, Path(work_dir) / named.name):
+        if named.name and candidate.is_file():
+            return candidate
+    return None
+
+
+def link_latest(checkpoint: str | Path, link: str | Path) -> str:
+    """Make ``link`` (``<work_dir>/latest.pth``) point at ``checkpoint``, replacing it atomically (a reader sees
+    the old or the new one, never none): a relative symlink when both are in one folder (as mmcv's runner made
+    it), else an absolute one; a hard link, then a copy, where symlinks cannot be made. Returns the kind."""
+    checkpoint, link = Path(checkpoint), Path(link)
+    same_dir = checkpoint.parent.resolve() == link.parent.resolve()
+    target = checkpoint.name if same_dir else str(checkpoint.resolve())
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    for kind in ("symlink", "hardlink", "copy"):
+        try:
+            tmp.unlink(missing_ok=True)
+            if kind == "symlink":
+                os.symlink(target, tmp)
+            elif kind == "hardlink":
+                os.link(checkpoint, tmp)
+            else:
+                shutil.copyfile(checkpoint, tmp)
+            os.replace(tmp, link)
+            return kind
+        except OSError:
+            if kind == "copy":
+                tmp.unlink(missing_ok=True)
+                raise
+    raise AssertionError("unreachable")
+
+
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load`` of a checkpoint with weights-only loading and :func:`safe_globals`: the one way every entry
-    point reads a ``.pth``. Raises :class:`CheckpointError` with one line naming the file and the reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    point reads a ``.pth`` (a work dir means its last checkpoint, :func:`resolve_checkpoint`). Raises
+    :class:`CheckpointError` with one line naming the file and the reason."""
+    path = resolve_checkpoint(path)
     try:
         with checkpoint_safe_globals():
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -161,21 +230,29 @@ SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
     nn.Linear: ("in_features", "out_features"),
     nn.modules.batchnorm._BatchNorm: ("num_features",),
     nn.GroupNorm: ("num_channels", "num_groups"),
+    nn.LayerNorm: ("normalized_shape",),  # a tuple (timm's LayerNorm2d of ConvNeXt, ViT's LayerNorm)
 }
 
 
-def structural_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
-    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs)."""
+def structural_shapes(model: nn.Module) -> dict[str, dict[str, int | list[int]]]:
+    """``{module name: {attr: value}}`` of every conv / linear / norm layer (what a rebuild needs); a tuple
+    attribute (``normalized_shape``) is stored as a list of ints (weights-only loading reads lists)."""
     out = {}
     for name, mod in model.named_modules():
         for cls, attrs in SHAPE_ATTRS.items():
             if isinstance(mod, cls):
-                out[name] = {a: int(getattr(mod, a)) for a in attrs}
+                out[name] = {a: _shape_value(getattr(mod, a)) for a in attrs}
                 break
     return out
 
 
-def apply_shapes(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, Tensor]) -> None:
+def _shape_value(value: Any) -> int | list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else int(value)
+
+
+def apply_shapes(
+    model: nn.Module, shapes: dict[str, dict[str, int | list[int]]], state_dict: dict[str, Tensor]
+) -> None:
     """Set the recorded structural attributes and resize every parameter / buffer to its saved shape."""
     modules = dict(model.named_modules())
     for name, attrs in shapes.items():
@@ -185,7 +262,7 @@ def apply_shapes(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict
                 f"pruned model: the config has no layer {name!r}; was it saved from another config?"
             )
         for attr, value in attrs.items():
-            setattr(mod, attr, value)
+            setattr(mod, attr, tuple(value) if isinstance(value, list) else value)
     for key, saved in state_dict.items():
         owner, _, leaf = key.rpartition(".")
         mod = modules.get(owner)
@@ -244,7 +321,7 @@ def key_mismatch(own: dict[str, Tensor], state: dict[str, Tensor]) -> str | None
 
 def load_weights(model: nn.Module, path: str | Path) -> dict:
     """Load ``path`` into ``model`` exactly: a Runner checkpoint, a bare state dict, or a pruned model file
-    (whose recorded layer shapes are applied to ``model`` first).
+    (whose recorded layer shapes are applied to ``model`` first); a work dir means its last checkpoint.
 
     Any missing, unexpected or shape-mismatched key is a ``ValueError`` whose message is one line naming the
     first few keys and their count: a checkpoint of another config must not load partially. Returns the
@@ -252,6 +329,7 @@ def load_weights(model: nn.Module, path: str | Path) -> dict:
     """
     from mmengine.runner.checkpoint import load_state_dict
 
+    path = resolve_checkpoint(path)  # messages name the file, also when a work dir was given
     blob = load_checkpoint_file(path)
     state = state_dict_of(blob, path)
     if isinstance(blob, dict) and blob.get("format") == PRUNED_FORMAT:

@@ -1,5 +1,7 @@
-"""Seeing what a model does: per-task drawers (registered in ``DRAWERS``) and per-sample grids."""
+"""Seeing what a model does: per-task drawers (registered in ``DRAWERS``) and per-sample grids; browsing the
+ground truth of a dataset without a model."""
 
+from multitask_vision.visualization.browse import GroundTruthRenderer, source_tasks
 from multitask_vision.visualization.drawers import (
     DepthDrawer,
     DetectionDrawer,
@@ -15,17 +17,21 @@ from multitask_vision.visualization.grid import (
     predict_per_head,
     task_styles,
 )
+from multitask_vision.visualization.predictions import PredictionPainter
 
 __all__ = [
     "DepthDrawer",
     "DetectionDrawer",
     "DrawerError",
     "GridRenderer",
+    "GroundTruthRenderer",
+    "PredictionPainter",
     "SampleGrid",
     "SegmentationDrawer",
     "TaskDrawer",
     "TaskPanels",
     "TaskRow",
     "predict_per_head",
+    "source_tasks",
     "task_styles",
 ]

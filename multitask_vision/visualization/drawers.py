@@ -110,6 +110,13 @@ class TaskDrawer:
         """
         raise NotImplementedError
 
+    def draw_ground_truth(self, image: np.ndarray, gt: Any, scale: tuple[float, float]) -> TaskPanels:
+        """The ground truth alone, in a ``'ground truth'`` panel (browsing a dataset without a model). By default
+        it is drawn as :meth:`draw` draws a prediction; drawers whose predictions carry more (scores) override it.
+        """
+        out = self.draw(image, gt, None, scale)
+        return TaskPanels({"ground truth": out.panels["prediction"]}, out.key)
+
 
 @DRAWERS.register_module()
 class DetectionDrawer(TaskDrawer):
@@ -132,6 +139,14 @@ class DetectionDrawer(TaskDrawer):
         entries = [(self.class_name(int(c)), self.color(int(c))) for c in sorted(present)]
         out.key = legend(entries, image.shape[0], notes=note)
         return out
+
+    def draw_ground_truth(self, image: np.ndarray, gt: Any, scale: tuple[float, float]) -> TaskPanels:
+        present = sorted({int(c) for c in to_numpy(gt.labels)})
+        entries = [(self.class_name(c), self.color(c)) for c in present]
+        note = [f"{len(gt)} ground-truth box{'es' if len(gt) != 1 else ''}"]
+        return TaskPanels(
+            {"ground truth": self._boxes(image, gt, None, scale)}, legend(entries, image.shape[0], notes=note)
+        )
 
     def _boxes(self, image: np.ndarray, inst: Any, keep: np.ndarray | None, scale) -> np.ndarray:
         boxes = to_numpy(inst.bboxes).reshape(-1, 4).astype(np.float64)
@@ -239,33 +254,52 @@ class DepthDrawer(TaskDrawer):
     cmap = "viridis"
     error_cmap = "magma"
 
+    @staticmethod
+    def _range(values: list[np.ndarray]) -> tuple[float, float]:
+        """The colour scale: 1st to 99th percentile of ``values`` (metres)."""
+        both = np.concatenate([v.ravel() for v in values])
+        if not both.size:
+            return 0.0, 1.0
+        lo, hi = float(np.percentile(both, 1)), float(np.percentile(both, 99))
+        return lo, max(hi, lo + 1e-3)
+
+    @staticmethod
+    def _paint(d: np.ndarray, cmap: Any, lo: float, hi: float, mask: np.ndarray | None = None) -> np.ndarray:
+        rgb = (cmap(np.clip((d - lo) / (hi - lo), 0, 1))[..., :3] * 255).astype(np.uint8)
+        if mask is not None:
+            rgb[~mask] = INVALID_COLOR
+        return rgb
+
+    def draw_ground_truth(self, image: np.ndarray, gt: Any, scale: tuple[float, float]) -> TaskPanels:
+        from matplotlib import colormaps
+
+        gt_d = resize_map(gt.data, image.shape[:2]).astype(np.float32)
+        valid = gt_d > 0
+        lo, hi = self._range([gt_d[valid]])
+        cmap = colormaps[self.cmap]
+        return TaskPanels(
+            {"ground truth": self._paint(gt_d, cmap, lo, hi, valid)},
+            colorbar(cmap, lo, hi, image.shape[0], "depth (m)"),
+        )
+
     def draw(self, image: np.ndarray, pred: Any, gt: Any | None, scale: tuple[float, float]) -> TaskPanels:
         from matplotlib import colormaps
 
         out = TaskPanels()
         shape = image.shape[:2]
         pred_d = resize_map(pred.data, shape).astype(np.float32)
-        values = [pred_d.ravel()]
+        values = [pred_d]
         gt_d = valid = None
         if gt is not None:
             gt_d = resize_map(gt.data, shape).astype(np.float32)
             valid = gt_d > 0
             values.append(gt_d[valid])
-        both = np.concatenate(values)
-        lo, hi = float(np.percentile(both, 1)), float(np.percentile(both, 99))
-        hi = max(hi, lo + 1e-3)
+        lo, hi = self._range(values)
         cmap = colormaps[self.cmap]
-
-        def paint(d, mask=None):
-            rgb = (cmap(np.clip((d - lo) / (hi - lo), 0, 1))[..., :3] * 255).astype(np.uint8)
-            if mask is not None:
-                rgb[~mask] = INVALID_COLOR
-            return rgb
-
-        out.panels["prediction"] = paint(pred_d)
+        out.panels["prediction"] = self._paint(pred_d, cmap, lo, hi)
         bars = [colorbar(cmap, lo, hi, shape[0], "depth (m)")]
         if gt_d is not None and valid is not None:
-            out.panels["ground truth"] = paint(gt_d, valid)
+            out.panels["ground truth"] = self._paint(gt_d, cmap, lo, hi, valid)
             err = np.abs(pred_d - gt_d)
             emax = float(np.percentile(err[valid], 99)) if valid.any() else 1.0
             emax = max(emax, 1e-3)

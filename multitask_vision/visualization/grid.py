@@ -80,6 +80,26 @@ def drawer_for_fields(task: str, head: str, fields: set[str]) -> list[type]:
     )
 
 
+def make_drawers(
+    heads: dict[str, str],
+    per_head: dict[str, list],
+    styles: dict[str, dict],
+    overrides: dict[str, type],
+    score_thr: float,
+) -> dict[str, list[TaskDrawer]]:
+    """The drawers of each head (``{head name: task}``): the config's override for its task, else the drawers
+    of the fields its first sample in ``per_head`` holds; classes and palette from ``styles``."""
+    out = {}
+    for name, task in heads.items():
+        fields = set(per_head[name][0].keys()) if per_head.get(name) else set()
+        classes = [overrides[task]] if task in overrides else drawer_for_fields(task, name, fields)
+        style = styles.get(task, {})
+        out[name] = [
+            c(task, style.get("classes"), style.get("palette"), score_thr=score_thr) for c in classes
+        ]
+    return out
+
+
 def check_overrides(overrides: dict, tasks: list[str]) -> dict[str, type]:
     """``visualization.drawers``: task name -> registered drawer name."""
     out = {}
@@ -177,17 +197,8 @@ class GridRenderer:
 
     def drawers(self, per_head: dict[str, list]) -> dict[str, list[TaskDrawer]]:
         if self._drawers is None:
-            self._drawers = {}
-            for head in self.model.graph.heads:
-                task = str(head.task)
-                fields = set(per_head[head.name][0].keys()) if per_head[head.name] else set()
-                classes = [self.overrides[task]] if task in self.overrides else None
-                classes = classes or drawer_for_fields(task, head.name, fields)
-                style = self.styles.get(task, {})
-                self._drawers[head.name] = [
-                    c(task, style.get("classes"), style.get("palette"), score_thr=self.score_thr)
-                    for c in classes
-                ]
+            heads = {h.name: str(h.task) for h in self.model.graph.heads}
+            self._drawers = make_drawers(heads, per_head, self.styles, self.overrides, self.score_thr)
         return self._drawers
 
     def render(self, data: dict) -> list[SampleGrid]:
@@ -197,15 +208,9 @@ class GridRenderer:
         grids = []
         for i, sample in enumerate(samples):
             image = display_image(sample, raw_inputs[i] if i < len(raw_inputs) else None)
-            h, w = image.shape[:2]
-            f = self.panel_size / max(h, w)
-            size = (max(1, round(w * f)), max(1, round(h * f)))
-            panel_img = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
-            scale = (size[0] / w, size[1] / h)
+            panel_img, scale = to_panel(image, self.panel_size)
             meta = sample.metainfo
-            grid = SampleGrid(
-                str(meta.get("source", "")), osp.splitext(osp.basename(str(meta.get("img_path", i))))[0]
-            )
+            grid = SampleGrid(str(meta.get("source", "")), sample_name(meta, i))
             labelled = labelled_tasks(sample)
             for head in self.model.graph.heads:
                 pred = per_head[head.name][i]
@@ -225,6 +230,20 @@ class GridRenderer:
             grid.image = compose(grid, labelled)
             grids.append(grid)
         return grids
+
+
+def to_panel(image: np.ndarray, panel_size: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """``image`` resized so that its long side is ``panel_size``, and the (x, y) factors from its pixels."""
+    h, w = image.shape[:2]
+    f = panel_size / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    panel = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
+    return panel, (size[0] / w, size[1] / h)
+
+
+def sample_name(meta: dict, index: int) -> str:
+    """The file stem of a sample's image (its index when it has no path): the grid's file name."""
+    return osp.splitext(osp.basename(str(meta.get("img_path", index))))[0]
 
 
 def compose(grid: SampleGrid, labelled: tuple[str, ...]) -> np.ndarray:
@@ -249,10 +268,12 @@ def compose(grid: SampleGrid, labelled: tuple[str, ...]) -> np.ndarray:
 
 
 def task_styles(dataset: Any) -> dict[str, dict]:
-    """``{task: dict(classes=..., palette=...)}`` from a (multi-source) dataset's metainfo."""
-    meta = getattr(dataset, "metainfo", {}) or {}
+    """``{task: dict(classes=..., palette=...)}`` from a (multi-source) dataset's metainfo, or from a list of
+    sources (e.g. built with ``lazy_init=True``: their metainfo needs no data)."""
+    sources = dataset if isinstance(dataset, (list, tuple)) else getattr(dataset, "datasets", [dataset])
+    meta = {} if isinstance(dataset, (list, tuple)) else getattr(dataset, "metainfo", {}) or {}
     styles = {t: dict(m) for t, m in (meta.get("task_meta") or {}).items()}
-    for source in getattr(dataset, "datasets", [dataset]):
+    for source in sources:
         smeta = getattr(source, "metainfo", {}) or {}
         for task, kind in (getattr(source, "tasks", None) or {}).items():
             style = styles.setdefault(task, {})

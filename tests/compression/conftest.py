@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 TINY = HERE / "tiny_train.py"
 TINY_QAT = HERE / "tiny_qat.py"
 TINY_MMLAB = HERE / "tiny_mmlab.py"
+TINY_TIMM = HERE / "tiny_timm.py"
 
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 

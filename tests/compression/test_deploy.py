@@ -13,7 +13,7 @@ from mmengine.config import Config, DictAction
 
 from multitask_vision.compression.pipeline import prepare, run_pipeline
 from multitask_vision.engine.launch import user_errors
-from tests.compression.conftest import ROOT, TINY, TINY_MMLAB, build, run_script
+from tests.compression.conftest import ROOT, TINY, TINY_MMLAB, TINY_TIMM, build, run_script
 
 DEPLOY_CONFIGS = sorted((ROOT / "configs").glob("deploy*.py"))
 # keep every variant quick: few evaluation samples, few timed runs, short fine-tune, small calibration set
@@ -136,6 +136,38 @@ def test_exported_openmmlab_heads_are_scored_by_their_own_decoding(in_workspace)
     for key, value in original["metrics"].items():
         assert fp32["metrics"][key] == pytest.approx(value, abs=1e-3), key
     assert any("['det_head', 'seg_head']" in note and "predict_by_feat" in note for note in report["notes"])
+
+
+def test_timm_backbone_deploys_end_to_end(in_workspace):
+    """A timm backbone (tiny ConvNeXt: LayerNorm2d, layer scale) through configs/deploy.py: physical pruning
+    that reloads exactly, fine-tune, PT2E and ONNX Runtime int8, ONNX with ORT parity, scored like the original."""
+    ws = in_workspace
+    torch.save(dict(meta=dict(), state_dict=build(TINY_TIMM).state_dict()), ws / "tiny_timm.pth")
+    path = ROOT / "configs/deploy.py"
+    deploy(ws, path, *fast_options(path), config=TINY_TIMM, out="timm", ckpt="tiny_timm.pth")
+    report = json.loads((ws / "timm" / "report.json").read_text())
+    stages = {row["stage"]: row for row in report["stages"]}
+    assert report["parity_ok"] and list(stages) == [
+        "original",
+        "pruned (physical 0.3)",
+        "pruned + fine-tuned 2 it",
+        "quantized (static int8, PT2E)",
+        "exported fp32 ONNX",
+        "exported int8 ONNX (ORT static)",
+        "exported int8 ONNX (PT2E)",
+    ]
+    original, pruned, fp32 = stages["original"], stages["pruned (physical 0.3)"], stages["exported fp32 ONNX"]
+    assert pruned["params"] <= 0.75 * original["params"] and pruned["macs"] <= 0.75 * original["macs"]
+    assert next(s for s in report["steps"] if s["step"] == "pruning")["reload_max_abs_diff"] == 0.0
+    assert fp32["parity"]["ok"] and max(fp32["parity"]["max_abs_diff"].values()) <= 1e-4
+    for key, value in stages["pruned + fine-tuned 2 it"]["metrics"].items():
+        assert fp32["metrics"][key] == pytest.approx(value, abs=1e-3), key
+    for name in (
+        "exported int8 ONNX (ORT static)",
+        "exported int8 ONNX (PT2E)",
+        "quantized (static int8, PT2E)",
+    ):
+        assert stages[name]["metrics"] and Path(stages[name]["file"]).is_file(), name
 
 
 @pytest.mark.parametrize(

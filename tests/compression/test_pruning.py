@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -85,3 +87,53 @@ def build_cfg():
     from mmengine.config import Config
 
     return Config.fromfile(str(TINY)).model
+
+
+# timm backbones: ConvNeXt (LayerNorm2d whose normalized_shape shrinks, layer-scale gammas) and a ViT (attention
+# reshapes by num_heads, so its projections, and with them the residual stream, stay whole; the MLPs shrink)
+TIMM_VIT = dict(
+    type="MultiTaskModel",
+    blocks=[
+        dict(name="backbone", type="timm.test_vit", inputs="img", out_indices=(3, 5)),
+        dict(name="neck", type="FPN", inputs=["backbone.stage3", "backbone.stage5"], in_channels=[64, 64],
+             out_channels=32),
+        dict(name="seg_head", type="SegHead", inputs="neck", task="segmentation", num_classes=5,
+             in_channels=[32, 32], channels=16),
+        dict(name="depth_head", type="DepthHead", inputs="neck.0", task="depth", in_channels=32, channels=16),
+    ],
+)  # fmt: skip
+
+
+def test_physical_pruning_of_timm_backbones_runs_and_reloads(tmp_path):
+    from mmengine.config import Config
+
+    from multitask_vision.compression.pruning import attention_layers
+    from multitask_vision.registry import MODELS
+    from tests.compression.conftest import TINY_TIMM
+
+    other = torch.randn(1, 3, 96, 128)  # another batch and size than the pruning example
+    # the ViT keeps its attention projections whole: it shrinks less
+    for cfg, kept in ((Config.fromfile(str(TINY_TIMM)).model, 0.6), (TIMM_VIT, 0.8)):
+        torch.manual_seed(0)
+        model = MODELS.build(copy.deepcopy(cfg)).eval()
+        attention = attention_layers(model)
+        whole = {n: (m.in_features, m.out_features) for n, m in attention.items()}
+        before = count_params(model.blocks.backbone)
+        PhysicalPruning(amount=0.5, targets=["backbone"]).apply(model, IMG)
+        assert count_params(model.blocks.backbone) < kept * before
+        with torch.no_grad():
+            outs = model.tensor(other)
+        path = save_pruned(model, tmp_path / "pruned.pth", cfg)
+        with torch.no_grad():
+            again = load_pruned(path).tensor(other)
+        assert torch.equal(again["seg_head"], outs["seg_head"]) and torch.equal(
+            again["depth_head"], outs["depth_head"]
+        )
+        if cfg is TIMM_VIT:
+            assert len(attention) == 2 * 6  # qkv and proj of each of the 6 blocks
+            assert all((m.in_features, m.out_features) == whole[n] for n, m in attention.items())
+            vit = model.blocks.backbone.model
+            assert all(block.mlp.fc1.out_features == 96 for block in vit.blocks)  # the MLPs shrink: 192 -> 96
+        else:
+            norms = [m for m in model.blocks.backbone.modules() if isinstance(m, nn.LayerNorm)]
+            assert any(m.normalized_shape[0] < 24 for m in norms)  # stem norm 24 -> shrunk, reloaded alike

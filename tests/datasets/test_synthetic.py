@@ -235,3 +235,18 @@ def test_ensure_concurrent_callers(tmp_path):
     assert errors == []
     assert sorted(os.listdir(tmp_path)) == ["race"]
     assert len(os.listdir(tmp_path / "race" / "images")) == 8
+
+
+@pytest.mark.parametrize("cls_name", ["SyntheticVOCDataset", "SyntheticNYUDataset"])
+def test_lazy_source_generates_its_data_at_the_first_read(tmp_path, cls_name):
+    """With lazy_init=True a synthetic source is built without writing anything (its metainfo, e.g. the
+    inferencer's class names, needs no files); its first read generates the data, as a plain build does."""
+    from multitask_vision.datasets import synthetic_sources
+
+    cls = getattr(synthetic_sources, cls_name)
+    root = tmp_path / "lazy"
+    ds = cls(data_root=str(root), split="val", num_train=2, num_val=3, image_size=(32, 32), lazy_init=True)
+    assert not root.exists() and ds.metainfo["seg_classes"][1] == SYNTHETIC_CLASSES[0]
+    assert len(ds) == 3 and root.is_dir()
+    eager = cls(data_root=str(tmp_path / "eager"), split="val", num_train=2, num_val=3, image_size=(32, 32))
+    assert (tmp_path / "eager").is_dir() and len(eager) == 3

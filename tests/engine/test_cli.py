@@ -119,7 +119,7 @@ def test_slurm_launcher_outside_slurm_is_one_clear_error(monkeypatch):
         setup_distributed("slurm", Config())
 
 
-@pytest.mark.parametrize("script", ["train.py", "visualize.py", "deploy.py"])
+@pytest.mark.parametrize("script", ["train.py", "visualize.py", "deploy.py", "infer.py"])
 def test_help_lists_the_examples(script):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(

@@ -67,8 +67,9 @@ def test_nonfinite_weights_are_never_saved_and_never_rotate_a_good_checkpoint(tm
     line = error_line(proc)
     assert "non-finite values in the model before saving the checkpoint of iteration 4" in line
     assert "blocks.backbone." in line and line.endswith("wd/iter_2.pth")
-    assert sorted(p.name for p in (tmp_path / "wd").glob("*.pth")) == ["iter_2.pth"]
+    assert sorted(p.name for p in (tmp_path / "wd").glob("iter_*.pth")) == ["iter_2.pth"]
     assert all_finite(tmp_path / "wd" / "iter_2.pth")
+    assert (tmp_path / "wd" / "latest.pth").resolve() == (tmp_path / "wd" / "iter_2.pth").resolve()
 
 
 @pytest.mark.parametrize("case", ["no checkpoint", "truncated checkpoint"])

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests/configs/tiny_quickstart.py"
 
 
-def run(args, cwd, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+def run(args, cwd, env_extra=None, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
@@ -40,6 +40,9 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     wd = tmp_path / "wd"
     ck4 = load_ckpt(wd / "iter_4.pth")
     assert ck4["meta"]["iter"] == 4
+    # latest.pth beside mmengine's last_checkpoint, following it (LatestCheckpointHook)
+    assert os.readlink(wd / "latest.pth") == "iter_4.pth"
+    assert (wd / "last_checkpoint").read_text().strip().endswith("iter_4.pth")
     # validation ran at the end with all three metric families
     assert "detection/pascal_voc/mAP" in first.stdout + first.stderr
     assert "segmentation/mIoU" in first.stdout + first.stderr
@@ -64,6 +67,7 @@ def test_train_then_resume_continues_from_same_iteration(tmp_path):
     assert "Iter(train) [5/6]" in log and "Iter(train) [1/6]" not in log
     ck6 = load_ckpt(wd / "iter_6.pth")
     assert ck6["meta"]["iter"] == 6
+    assert os.readlink(wd / "latest.pth") == "iter_6.pth"
     # the optimizer state came back too (AdamW step counts continue)
     step4 = next(iter(ck4["optimizer"]["state"].values()))["step"]
     step6 = next(iter(ck6["optimizer"]["state"].values()))["step"]
@@ -79,6 +83,21 @@ def test_voc_nyu_config_trains_on_real_sized_images(tmp_path):
     metrics = json.loads((tmp_path / "wd" / "val_metrics.json").read_text())[-1]["metrics"]
     for key in ("detection/pascal_voc/mAP", "seg_voc/mIoU", "seg_nyu/mIoU", "depth/abs_rel"):
         assert key in metrics, sorted(metrics)
+
+
+def test_timm_backbone_config_trains_and_validates(tmp_path):
+    """configs/timm_convnext_atto_quickstart.py shrunk (timm's tiny test ConvNeXt, random init): the Runner trains
+    the timm block (its weights move), checkpoints it and validates every task."""
+    cfg = ROOT / "tests/configs/tiny_timm_quickstart.py"
+    args = [sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir", "wd"]
+    proc = run(args, tmp_path, env_extra=dict(HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    metrics = json.loads((tmp_path / "wd" / "val_metrics.json").read_text())[-1]["metrics"]
+    assert {"detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"} <= metrics.keys()
+    ck2, ck4 = (load_ckpt(tmp_path / "wd" / f"iter_{i}.pth")["state_dict"] for i in (2, 4))
+    backbone = [k for k in ck4 if k.startswith("blocks.backbone.")]
+    assert "blocks.backbone.stages_1.blocks.0.conv_dw.weight" in backbone  # timm's features model, by stage
+    assert not all(torch.equal(ck2[k], ck4[k]) for k in backbone)
 
 
 def test_two_process_gloo_training(tmp_path):

@@ -96,3 +96,21 @@ def test_missing_files_and_non_checkpoints(tmp_path, config):
     torch.save(dict(meta={}, optimizer={"lr": 1.0}), tmp_path / "no_weights.pth")
     with pytest.raises(ValueError, match="holds no state_dict"):
         build_model(config, tmp_path / "no_weights.pth")
+
+
+def test_a_work_dir_means_its_last_checkpoint(tmp_path, config, trained):
+    """As mmengine leaves a work dir: iter_N.pth files, ``last_checkpoint`` naming the last (a path relative to
+    where training ran), and our ``latest.pth`` beside them."""
+    from multitask_vision.utils.checkpoint import link_latest
+
+    model, outs = trained
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    torch.save(dict(meta={}, state_dict=build_model(config).state_dict()), wd / "iter_2.pth")  # an older one
+    torch.save(dict(meta={}, state_dict=model.state_dict()), wd / "iter_4.pth")
+    (wd / "last_checkpoint").write_text("elsewhere/wd/iter_4.pth")  # training ran in another folder
+    link_latest(wd / "iter_4.pth", wd / "latest.pth")
+    for given in (wd, wd / "latest.pth"):
+        torch.manual_seed(99)
+        with torch.no_grad():
+            assert same_outputs(build_model(config, given).tensor(IMG), outs), given

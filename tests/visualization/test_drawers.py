@@ -108,6 +108,31 @@ def test_depth_without_ground_truth_is_prediction_only():
     assert list(out.panels) == ["prediction"]
 
 
+def test_ground_truth_alone_for_browsing_a_dataset():
+    det = DetectionDrawer("detection", classes=("a", "b"), palette=[GREEN, RED])
+    gt = InstanceData(bboxes=torch.tensor([[10.0, 10.0, 50.0, 50.0]]), labels=torch.tensor([1]))
+    out = det.draw_ground_truth(grey(64), gt, scale=(1.0, 1.0))
+    assert list(out.panels) == ["ground truth"]
+    edge = near(out.panels["ground truth"], 10, 40, 1)
+    assert ((edge[:, 0] > 200) & (edge[:, 1] < 80)).any()  # red edge of class 'b'
+    assert out.key is not None and out.key.shape[0] == 64
+    # depth: one scale over the valid pixels, pixels without depth grey
+    depth = torch.full((1, 64, 64), 2.0)
+    depth[..., :32] = 0
+    depth[..., 48:] = 6.0
+    panel = (
+        DepthDrawer("depth").draw_ground_truth(grey(64), PixelData(data=depth), (1, 1)).panels["ground truth"]
+    )
+    assert (panel[10, 10] == INVALID_COLOR).all() and not (panel[10, 40] == INVALID_COLOR).all()
+    assert not (panel[10, 40] == panel[10, 60]).all()  # 2 m and 6 m: two colours of the scale
+    # segmentation (the base class's way: drawn as a prediction would be, under the ground-truth title)
+    labels = torch.ones(1, 32, 32, dtype=torch.long)
+    seg = SegmentationDrawer("seg", classes=("bg", "x"), palette=[(0, 0, 0), RED])
+    out = seg.draw_ground_truth(grey(64), PixelData(data=labels), (2.0, 2.0))
+    assert list(out.panels) == ["ground truth"]
+    assert out.panels["ground truth"][30, 30, 0] > out.panels["ground truth"][30, 30, 1] + 100  # red overlay
+
+
 def test_grid_of_a_tiny_model_shows_unlabelled_tasks_as_prediction_only(tiny_blocks):
     from multitask_vision.models import MultiTaskModel
 

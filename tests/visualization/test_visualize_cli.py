@@ -100,3 +100,27 @@ def test_missing_checkpoint(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = cli_error(["--config", str(TINY), "--checkpoint", "nope.pth", "--output", "out"], capsys)
     assert line == "error: checkpoint not found: nope.pth"
+
+
+def test_timm_backbone_model_draws_every_head(tmp_path, monkeypatch, capsys):
+    """The tiny quickstart with a timm backbone (random init) through visualize.py: its checkpoint loads strictly
+    into the timm block and every head is drawn for every source."""
+    import multitask_vision
+    import visualize
+    from multitask_vision.registry import MODELS
+
+    config = ROOT / "tests/configs/tiny_timm_quickstart.py"
+    multitask_vision.register_all_modules()
+    model = MODELS.build(Config.fromfile(str(config)).model)
+    assert any(k.startswith("blocks.backbone.stages_") for k in model.state_dict())  # timm's own module names
+    torch.save({"meta": {}, "state_dict": model.state_dict()}, tmp_path / "ck.pth")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    visualize.main(["--config", str(config), "--checkpoint", "ck.pth", "--num", "1", "--out", "out"])
+    pngs = sorted(f"{p.parent.name}/{p.name}" for p in (tmp_path / "out").rglob("*.png"))
+    assert pngs == ["synthetic_nyu/val_000000.png", "synthetic_voc/val_000000.png"]
+    assert capsys.readouterr().out.count("wrote out/") == 2
+    from multitask_vision.visualization.grid import GAP, HEADER_H, TITLE_H
+
+    img = cv2.imread(str(tmp_path / "out/synthetic_voc/val_000000.png"))
+    assert img.shape[0] == TITLE_H + 3 * (HEADER_H + 256) + 2 * 2 * GAP  # three heads, three rows

@@ -31,7 +31,7 @@ def _stage_channels(stage: nn.Sequential) -> int:
     return norms[-1].num_features
 
 
-@MODELS.register_module()
+@MODELS.register_module(name=["ResNet", "ResNetBackbone"])  # ResNetBackbone: the origin README's name
 class ResNet(Block):
     """ResNet trunk. ``forward(img (B, 3, H, W)) -> {stage: (B, C, H / s, W / s)}`` for ``out_stages``.
 

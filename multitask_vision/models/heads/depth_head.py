@@ -20,7 +20,7 @@ DEFAULT_LOSS_L1 = MappingProxyType(dict(type="mmdet.L1Loss", loss_weight=1.0))
 DEFAULT_LOSS_SILOG = MappingProxyType(dict(type="SILogLoss", variance_focus=0.85, loss_weight=1.0))
 
 
-@MODELS.register_module()
+@MODELS.register_module(name=["DepthHead", "DenseDepthHead"])  # DenseDepthHead: the origin README's name
 class DepthHead(DenseHead):
     """``forward(x) -> depth (B, 1, H / s, W / s)`` in metres, ``min_depth + (max_depth - min_depth) * sigmoid``.
 
