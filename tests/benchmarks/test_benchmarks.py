@@ -128,3 +128,31 @@ def test_deploy_latency_rows_and_int8_files(tiny):
     assert rows["ORT fp32 pruned"]["speedup_vs_pruned_fp32"] == 1.0
     # the int8 file holds int8 weights (fp32 biases and scales): well under half of the fp32 file
     assert rows["ORT int8 pruned (qdq)"]["size_mb"] < rows["ORT fp32 pruned"]["size_mb"] / 2.5
+
+
+def test_trunks_compares_lighter_trunks_on_the_same_batches(tiny):
+    payload = load("trunks").main(
+        ["--trunks", "resnet18", "mobilenet_v2", "--size", "64", "--batch", "2", "--rounds", "1", *tiny]
+    )
+    rows = {r["trunk"]: r for r in payload["rows"]}
+    assert rows["resnet18"]["speedup_vs_first"] == 1.0
+    assert rows["mobilenet_v2"]["params_m"] < rows["resnet18"]["params_m"] / 3
+
+
+def test_gpu_check_calls_the_scripts_with_options_they_accept():
+    """gpu_check.sh is run rarely (on a lent GPU): its every benchmark call must parse, so that it does not fail
+    there on a renamed option."""
+    import re
+    import shlex
+    import subprocess
+
+    script = BENCH / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    common = re.search(r"^COMMON=\((.*)\)$", text, re.M).group(1)
+    calls = re.findall(r"benchmarks/(\w+)\.py (.*)$", text, re.M)
+    assert {name for name, _ in calls} == {"train_throughput", "graph_overhead"}
+    for name, rest in calls:
+        args = shlex.split(rest.replace('"${COMMON[@]}"', common).replace('"$DEST"', "out"))
+        parsed = load(name).parse_args(args)
+        assert parsed.device == "cuda"
