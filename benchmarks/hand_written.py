@@ -35,35 +35,34 @@ def _loss_sum(losses: dict) -> Tensor:
 
 
 class HandWritten(nn.Module):
-    """Base: a subclass gives ``features(x)`` (the list of levels every head reads) and ``heads``:
-    ``(module, task, loss, predict)`` where ``loss(module, levels, samples)`` returns the head's loss dict and
-    ``predict(module, levels, samples)`` writes its predictions into the samples."""
+    """Base: a subclass gives ``features(x)`` (``{name: list of levels}``, what the heads read) and ``heads``:
+    ``(module, task, features name, loss, predict)`` where ``loss(module, levels, samples)`` returns the head's
+    loss dict and ``predict(module, levels, samples)`` writes its predictions into the samples."""
 
-    heads: list[tuple[nn.Module, str, Any]]
+    heads: list[tuple[nn.Module, str, str, Any, Any]]
 
-    def features(self, x: Tensor) -> Any:
+    def features(self, x: Tensor) -> dict[str, list[Tensor]]:
         raise NotImplementedError
 
     def loss(self, x: Tensor, samples: list) -> Tensor:
         feats = self.features(x)
         total = x.new_zeros(())
-        for head, task, call, _ in self.heads:
+        for head, task, key, loss, _ in self.heads:
             idx = _labelled(samples, task)
             if not idx:
                 continue
-            fs, ss = feats, samples
+            fs, ss = feats[key], samples
             if len(idx) < len(samples):
-                fs, ss = [f[idx] for f in feats], [samples[i] for i in idx]
+                fs, ss = [f[idx] for f in fs], [samples[i] for i in idx]
             with _fp32(x):
-                fs = [f.float() for f in fs]
-                total = total + _loss_sum(call(head, fs, ss))
+                total = total + _loss_sum(loss(head, [f.float() for f in fs], ss))
         return total
 
     @torch.no_grad()
     def predict(self, x: Tensor, samples: list) -> list:
         feats = self.features(x)
-        for head, _, _, predict in self.heads:
-            predict(head, feats, samples)
+        for head, _, key, _, predict in self.heads:
+            predict(head, feats[key], samples)
         return samples
 
 
@@ -116,14 +115,14 @@ class QuickstartByHand(HandWritten):
         b = model.blocks
         self.backbone, self.neck = b["backbone"], b["neck"]
         self.heads = [
-            (b["det_head"], "detection", *NATIVE),
-            (b["seg_head"], "segmentation", *NATIVE),
-            (b["depth_head"], "depth", *NATIVE),
+            (b["det_head"], "detection", "neck", *NATIVE),
+            (b["seg_head"], "segmentation", "neck", *NATIVE),
+            (b["depth_head"], "depth", "neck", *NATIVE),
         ]
 
     def features(self, x):
         f = self.backbone(x)
-        return list(self.neck((f["layer2"], f["layer3"], f["layer4"])))
+        return {"neck": list(self.neck((f["layer2"], f["layer3"], f["layer4"])))}
 
 
 class MMLabByHand(HandWritten):
@@ -134,37 +133,15 @@ class MMLabByHand(HandWritten):
         super().__init__()
         b = model.blocks
         self.backbone, self.neck = b["backbone"], b["neck"]
-        self.det, self.seg, self.depth = b["det_head"], b["seg_head"], b["depth_head"]
+        self.heads = [
+            (b["det_head"], "detection", "neck", *MMDET),
+            (b["seg_head"], "segmentation", "backbone", *MMSEG),
+            (b["depth_head"], "depth", "neck", *NATIVE),
+        ]
 
     def features(self, x):
         levels = self.backbone(x)
-        return list(levels), list(self.neck(levels[1:]))
-
-    def loss(self, x, samples):
-        backbone, neck = self.features(x)
-        total = x.new_zeros(())
-        for head, task, feats, call in (
-            (self.det, "detection", neck, _mmdet_loss),
-            (self.seg, "segmentation", backbone, _mmseg_loss),
-            (self.depth, "depth", neck, _native_loss),
-        ):
-            idx = _labelled(samples, task)
-            if not idx:
-                continue
-            fs, ss = feats, samples
-            if len(idx) < len(samples):
-                fs, ss = [f[idx] for f in feats], [samples[i] for i in idx]
-            with _fp32(x):
-                total = total + _loss_sum(call(head, [f.float() for f in fs], ss))
-        return total
-
-    @torch.no_grad()
-    def predict(self, x, samples):
-        backbone, neck = self.features(x)
-        _mmdet_predict(self.det, neck, samples)
-        _mmseg_predict(self.seg, backbone, samples)
-        _native_predict(self.depth, neck, samples)
-        return samples
+        return {"backbone": list(levels), "neck": list(self.neck(levels[1:]))}
 
 
 class HydraNetByHand(HandWritten):
@@ -174,11 +151,14 @@ class HydraNetByHand(HandWritten):
         super().__init__()
         b = model.blocks
         self.encoder, self.decoder = b["encoder"], b["decoder"]
-        self.heads = [(b["seg_head"], "segmentation", *NATIVE), (b["depth_head"], "depth", *NATIVE)]
+        self.heads = [
+            (b["seg_head"], "segmentation", "decoder", *NATIVE),
+            (b["depth_head"], "depth", "decoder", *NATIVE),
+        ]
 
     def features(self, x):
         f = self.encoder(x)
-        return [self.decoder((f["stride4"], f["stride8"], f["stride16"], f["stride32"]))]
+        return {"decoder": [self.decoder((f["stride4"], f["stride8"], f["stride16"], f["stride32"]))]}
 
 
 BY_HAND = {"quickstart": QuickstartByHand, "mmlab": MMLabByHand, "hydranet": HydraNetByHand}
