@@ -15,7 +15,6 @@ the decision (one all-reduce of a flag), so they all skip the same steps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -65,7 +64,10 @@ def nonfinite_losses(log_vars: Mapping[str, torch.Tensor]) -> dict[str, float]:
 
 def nonfinite_tensors(named_tensors: Iterable[tuple[str, object]]) -> list[str]:
     """Names of the floating-point tensors that hold a nan or inf (other values are ignored). The common case
-    costs one max-norm over all of them (a max never overflows, unlike a 2-norm of large finite values)."""
+    costs one 2-norm over all of them: a nan or inf anywhere makes it non-finite. Only then is every tensor
+    checked on its own, which also clears large finite values whose squares overflowed the norm. (A 2-norm, not
+    a max-norm: on CPU ``torch._foreach_norm`` is ~9x slower for ``inf`` than for 2, 38 vs 4 ms for ResNet-18's
+    gradients, see benchmarks/README.md.)"""
     items = [
         (n, t)
         for n, t in named_tensors
@@ -73,8 +75,8 @@ def nonfinite_tensors(named_tensors: Iterable[tuple[str, object]]) -> list[str]:
     ]
     if not items:
         return []
-    peak = torch.nn.utils.get_total_norm([t.detach() for _, t in items], norm_type=math.inf)
-    if bool(torch.isfinite(peak)):
+    total = torch.nn.utils.get_total_norm([t.detach() for _, t in items], norm_type=2.0)
+    if bool(torch.isfinite(total)):
         return []
     return [name for name, t in items if not bool(torch.isfinite(t).all())]
 

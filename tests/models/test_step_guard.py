@@ -163,3 +163,14 @@ def test_a_buffer_the_forward_pass_makes_nonfinite_is_a_fault_but_one_that_was_a
     for name, value in model.state_dict().items():
         if name != "blocks.seg_head.mask":
             assert torch.equal(value, before[name]), name
+
+
+def test_nonfinite_tensors_finds_nan_and_inf_but_not_large_finite_values():
+    """The fast path is one 2-norm: squares of large finite values overflow it, which must not be a fault."""
+    from multitask_vision.models.step_guard import nonfinite_tensors
+
+    big = torch.full((4,), 1e30)  # finite, but its 2-norm is inf in float32
+    assert not torch.isfinite(torch.linalg.vector_norm(big))
+    assert nonfinite_tensors([("big", big), ("ok", torch.ones(3))]) == []
+    bad = [("nan", torch.tensor([1.0, float("nan")])), ("inf", torch.tensor([-float("inf")])), ("big", big)]
+    assert nonfinite_tensors(bad + [("ints", torch.ones(2, dtype=torch.long))]) == ["nan", "inf"]
