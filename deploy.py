@@ -17,7 +17,6 @@ Exit code 2 on a bad config or input (one line), 1 when the fp32 export misses p
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from multitask_vision.engine.launch import (
@@ -27,9 +26,6 @@ from multitask_vision.engine.launch import (
     parse_cli,
     user_errors,
 )
-
-# torchao registers an Enum with torch's pytree at import and torch warns about it: not ours to fix
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import logging
 import time
 from pathlib import Path
 
@@ -32,9 +31,6 @@ from multitask_vision.engine.launch import (
     user_errors,
 )
 from multitask_vision.utils.errors import UserError, writable_dir
-
-# torchao registers an Enum with torch's pytree at import and torch warns about it: not ours to fix
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

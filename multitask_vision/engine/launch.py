@@ -22,6 +22,10 @@ from multitask_vision.utils.errors import UserError
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, TypeError, OSError)
 
 
+# torchao registers an Enum with torch's pytree when imported (deploy, QAT, inference of int8 files) and torch
+# warns about it: not ours to fix. Every entry script imports this module, so it is silenced here once.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
 # mmengine's launchers (``mmengine.dist.init_dist``)
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 

@@ -4,15 +4,13 @@ it (fp32 ONNX + manifest), generated once per session."""
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.compression.conftest import TINY, build
+from tests.compression.conftest import TINY, build, tiny_data_in
 
 CHECKPOINT = "tiny.pth"
 ONNX = "model_fp32.onnx"
@@ -31,27 +29,13 @@ def export_like_deploy(model, path: Path, size=(64, 64)) -> None:
 
 @pytest.fixture(scope="session")
 def infer_workspace(tmp_path_factory):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    from multitask_vision.registry import DATASETS
-
     ws = tmp_path_factory.mktemp("infer")
-    old_cwd, old_threads = os.getcwd(), torch.get_num_threads()
-    os.chdir(ws)
-    torch.set_num_threads(1)
-    try:
-        cfg = Config.fromfile(str(TINY))
-        init_default_scope("multitask_vision")
-        DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+    with tiny_data_in(ws, splits=("val",)):
         model = build(TINY)
         with torch.no_grad():  # scores above the head's threshold, so NMS and the box outputs have work
             model.blocks.det_head.conv_cls.bias.fill_(0.0)
         torch.save(dict(meta=dict(), state_dict=model.state_dict()), ws / CHECKPOINT)
         export_like_deploy(model, ws / ONNX)
-    finally:
-        os.chdir(old_cwd)
-        torch.set_num_threads(old_threads)
     return ws
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -56,27 +57,38 @@ def one_thread():
     torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    """A directory with the tiny synthetic data (generated once) and a Runner-style checkpoint of the tiny
-    model: a seeded initialisation, not trained (the tests check the pipeline, not accuracy)."""
+@contextlib.contextmanager
+def tiny_data_in(ws: Path, splits: tuple[str, ...] = ("train", "val")):
+    """Inside: ``ws`` as the working directory with the tiny config's synthetic data of ``splits`` generated there
+    and one torch thread (both restored after)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from multitask_vision.registry import DATASETS
 
-    ws = tmp_path_factory.mktemp("deploy")
     old_cwd, old_threads = os.getcwd(), torch.get_num_threads()
     os.chdir(ws)
     torch.set_num_threads(1)
     try:
         cfg = Config.fromfile(str(TINY))
         init_default_scope("multitask_vision")
-        DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
-        DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
-        torch.save(dict(meta=dict(), state_dict=build(TINY).state_dict()), ws / "tiny.pth")
+        for split in splits:
+            DATASETS.build(copy.deepcopy(cfg[f"{split}_dataloader"].dataset))
+        yield
     finally:
         os.chdir(old_cwd)
+        torch.set_num_threads(old_threads)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A directory with the tiny synthetic data (generated once) and a Runner-style checkpoint of the tiny
+    model: a seeded initialisation, not trained (the tests check the pipeline, not accuracy)."""
+    ws = tmp_path_factory.mktemp("deploy")
+    with tiny_data_in(ws):
+        torch.save(dict(meta=dict(), state_dict=build(TINY).state_dict()), ws / "tiny.pth")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield ws
     torch.set_num_threads(old_threads)
 

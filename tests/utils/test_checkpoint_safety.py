@@ -5,9 +5,6 @@ included) still load."""
 from __future__ import annotations
 
 import builtins
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from multitask_vision.utils.checkpoint import (
     checkpoint_safe_globals,
     load_checkpoint_file,
 )
+from tests.compression.conftest import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests/configs/tiny_quickstart.py"
@@ -131,18 +129,6 @@ def test_unreadable_files_are_one_line_errors(tmp_path, bad):
     assert str(info.value).startswith(f"cannot read checkpoint {path}: ") and "\n" not in str(info.value)
 
 
-def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.parametrize(
     "script,args",
     [
@@ -167,7 +153,7 @@ def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 )
 def test_entry_points_refuse_the_payload(tmp_path, script, args):
     write_payload(tmp_path / "evil.pth")
-    proc = _run(script, args, tmp_path)
+    proc = run_script(script, args, tmp_path)
     assert proc.returncode != 0
     assert "refused" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
