@@ -28,6 +28,15 @@ decoder_block = dict(
     channels=decoder_channels,
     crp_stages=4,
 )
+seg_block = dict(
+    name="seg_head",
+    type="SegHead",
+    inputs="decoder",
+    task="segmentation",
+    num_classes=num_seg_classes,
+    in_channels=decoder_channels,
+    channels=64,
+)
 depth_block = dict(
     name="depth_head",
     type="DepthHead",
@@ -41,14 +50,8 @@ depth_block = dict(
 model = dict(
     type="MultiTaskModel",
     data_preprocessor=dict(type="MultiTaskDataPreprocessor", pad_size_divisor=32),
-    blocks=[
-        encoder_block,
-        decoder_block,
-        dict(name="seg_head", type="SegHead", inputs="decoder", task="segmentation",
-             num_classes=num_seg_classes, in_channels=decoder_channels, channels=64),
-        depth_block,
-    ],
-)  # fmt: skip
+    blocks=[encoder_block, decoder_block, seg_block, depth_block],
+)
 
 # the synthetic NYU-layout source only (from the quickstart's data config)
 train_dataloader = dict(

@@ -220,3 +220,14 @@ def test_refinenet_order_and_crp_stages():
     n2 = n_params(RefineNetDecoder(in_channels=[8, 16], channels=8, crp_stages=2))
     n4 = n_params(RefineNetDecoder(in_channels=[8, 16], channels=8, crp_stages=4))
     assert n4 - n2 == 2 * 2 * 8 * 8  # two more 1x1 convs (no bias) per level
+
+
+def test_refinenet_crp_norm_adds_bn_relu_after_each_conv():
+    plain = RefineNetDecoder(in_channels=[8, 16], channels=8, crp_stages=2)
+    normed = RefineNetDecoder(in_channels=[8, 16], channels=8, crp_stages=2, crp_norm=True)
+    assert n_params(normed) - n_params(plain) == 2 * 2 * 2 * 8  # a BN (weight + bias) per conv, 2 per level
+    crp = normed.crps[0].train()
+    x = torch.randn(2, 8, 6, 6)
+    # every stage ends with a ReLU, so what the chain adds to its input is never negative
+    assert (crp(x) - x).min() >= 0
+    assert (plain.crps[0](x) - x).min() < 0

@@ -19,13 +19,22 @@ def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
 
-class ChainedResidualPooling(nn.Module):
-    """``x + sum_k top_k`` with ``top_k = conv1x1(maxpool5x5(top_{k-1}))``, ``top_0 = x`` (light-weight CRP)."""
+def _crp_conv(channels: int, norm: bool) -> nn.Module:
+    if not norm:
+        return _conv1x1(channels, channels)
+    return nn.Sequential(_conv1x1(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
-    def __init__(self, channels: int, stages: int) -> None:
+
+class ChainedResidualPooling(nn.Module):
+    """``x + sum_k top_k`` with ``top_k = conv1x1(maxpool5x5(top_{k-1}))``, ``top_0 = x`` (light-weight CRP).
+
+    ``norm=True`` follows each 1x1 conv with BatchNorm + ReLU, as the HydraNet guide's ``_make_crp`` does.
+    """
+
+    def __init__(self, channels: int, stages: int, norm: bool = False) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(5, stride=1, padding=2)
-        self.convs = nn.ModuleList(_conv1x1(channels, channels) for _ in range(stages))
+        self.convs = nn.ModuleList(_crp_conv(channels, norm) for _ in range(stages))
 
     def forward(self, x: Tensor) -> Tensor:
         top = x  # (B, C, h, w)
@@ -44,9 +53,13 @@ class RefineNetDecoder(Block):
             ``[24, 32, 96, 320]``).
         channels: width of the decoder and of its output.
         crp_stages: pooling stages of every Chained Residual Pooling block (0 disables CRP).
+        crp_norm: BatchNorm + ReLU after every CRP 1x1 conv (the HydraNet guide's ``_make_crp``); without them
+            the CRP is the Light-Weight RefineNet paper's plain chain of 1x1 convs.
     """
 
-    def __init__(self, *, in_channels: list[int], channels: int = 256, crp_stages: int = 4) -> None:
+    def __init__(
+        self, *, in_channels: list[int], channels: int = 256, crp_stages: int = 4, crp_norm: bool = False
+    ) -> None:
         super().__init__()
         if not in_channels:
             raise ValueError("RefineNetDecoder needs at least one input level (in_channels is empty)")
@@ -55,7 +68,9 @@ class RefineNetDecoder(Block):
         self.in_channels = list(in_channels)
         self.channels = channels
         self.laterals = nn.ModuleList(_conv1x1(c, channels) for c in self.in_channels)
-        self.crps = nn.ModuleList(ChainedResidualPooling(channels, crp_stages) for _ in self.in_channels)
+        self.crps = nn.ModuleList(
+            ChainedResidualPooling(channels, crp_stages, crp_norm) for _ in self.in_channels
+        )
         # adapts[i] maps level i + 1's output before it is upsampled onto level i.
         self.adapts = nn.ModuleList(_conv1x1(channels, channels) for _ in self.in_channels[1:])
         self.relu = nn.ReLU(inplace=False)
