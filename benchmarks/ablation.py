@@ -223,9 +223,9 @@ def delta_m(metrics: dict, baselines: dict) -> float | None:
     return dm(metrics, baselines)
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    setup(args.threads)
+def plan(args) -> dict:
+    """The cells, the baseline runs they need ``{(task, iterations): config}`` and each cell's equal-labelled
+    baseline budgets ``{cell: {task: iterations}}``."""
     base, single = CONFIGS.get(args.config, (args.config, None))
     singles = args.single_task or ([single.format(task=t) for t in heads(_load(base))] if single else [])
     if not singles:
@@ -235,34 +235,72 @@ def main(argv=None) -> dict:
         if args.grid == "full" or s == args.sampling[0] or w == args.weighting[0]:
             cells[f"{s}+{w}"] = cell_config(args, base, s, w)
     for name, *opts in args.variant:
-        options = dict(o.split("=", 1) for o in opts)
         from mmengine.config import DictAction
 
-        options = {k: DictAction._parse_iterable(v) for k, v in options.items()}
+        options = {k: DictAction._parse_iterable(v) for k, v in (o.split("=", 1) for o in opts)}
         cells[name] = cell_config(args, base, args.sampling[0], args.weighting[0], options)
-    out = Path(args.work_dir) / f"{Path(base).stem}_{args.iters}"
-    keys = primary_keys(next(iter(cells.values())))
-
-    # baselines: each single-task config at the cells' budget and at every cell's equal-labelled budget
-    base_runs: dict[tuple[str, int], tuple] = {}
-    per_iter: dict[str, float] = {}
+    singles_cfg, per_iter = {}, {}
     for path in singles:
         cfg = _prepare(_load(path), args, args.iters)
         (task,) = heads(cfg)
-        per_iter[task] = labelled_per_iter(cfg)[task]
-        base_runs[(task, args.iters)] = (path, cfg)
+        singles_cfg[task], per_iter[task] = path, labelled_per_iter(cfg)[task]
+    baselines = {(t, args.iters): _prepare(_load(p), args, args.iters) for t, p in singles_cfg.items()}
     equal: dict[str, dict[str, int]] = {}
     for name, cfg in cells.items():
         # the same expected count of labelled samples, in steps of 10 iterations so that cells share baselines
-        share = {t: v / per_iter[t] for t, v in labelled_per_iter(cfg).items() if t in per_iter}
-        equal[name] = {t: max(1, round(args.iters * r / 10) * 10) if args.iters >= 20 else max(1, round(args.iters * r))
-                       for t, r in share.items()}  # fmt: skip
+        step = 10 if args.iters >= 20 else 1
+        equal[name] = {
+            t: max(1, round(args.iters * v / per_iter[t] / step) * step)
+            for t, v in labelled_per_iter(cfg).items()
+            if t in per_iter
+        }
         for task, n in equal[name].items():
-            if (task, n) not in base_runs:
-                path = base_runs[(task, args.iters)][0]
-                base_runs[(task, n)] = (path, _prepare(_load(path), args, n))
-    jobs = {f"{name}": (cfg, out / name) for name, cfg in cells.items()}
-    jobs |= {f"single_{t}_{n}": (cfg, out / f"single_{t}_{n}") for (t, n), (_, cfg) in base_runs.items()}
+            if (task, n) not in baselines:
+                baselines[(task, n)] = _prepare(_load(singles_cfg[task]), args, n)
+    return dict(base=base, singles=singles, cells=cells, baselines=baselines, equal=equal)
+
+
+def report(args, runs: dict, results: dict) -> dict:
+    """Rows (per-task metrics and Δm of every cell on both halves), the best cell by validation Δm, the
+    baselines' metrics."""
+    keys = primary_keys(next(iter(runs["cells"].values())))
+
+    def base_value(task: str, n: int | None, split: str):
+        r = results.get(f"single_{task}_{n}", {})
+        return r.get(split, {}).get(keys[task])
+
+    rows = []
+    for name in runs["cells"]:
+        r, equal = results[name], runs["equal"][name]
+        row = dict(cell=name, wall_s=r.get("wall_s"), error=r.get("error"), baseline_iters=equal)
+        for split in ("val", "test"):
+            metrics = r.get(split, {})
+            for t, k in keys.items():
+                row[f"{t}_{split}"] = metrics.get(k)
+            row[f"dm_iters_{split}"] = delta_m(
+                metrics, {keys[t]: base_value(t, args.iters, split) for t in keys}
+            )
+            row[f"dm_samples_{split}"] = delta_m(
+                metrics, {keys[t]: base_value(t, equal.get(t), split) for t in keys}
+            )
+        rows.append(row)
+    scored = [r for r in rows if r["dm_iters_val"] is not None]
+    baselines = {
+        f"{t}@{n}": {s: base_value(t, n, s) for s in ("val", "test")}
+        | {"wall_s": results[f"single_{t}_{n}"].get("wall_s")}
+        for (t, n) in sorted(runs["baselines"])
+    }
+    best = max(scored, key=lambda r: r["dm_iters_val"])["cell"] if scored else None
+    return dict(keys=keys, rows=rows, baselines=baselines, best=best)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    setup(args.threads)
+    runs = plan(args)
+    out = Path(args.work_dir) / f"{Path(runs['base']).stem}_{args.iters}"
+    jobs = {name: (cfg, out / name) for name, cfg in runs["cells"].items()}
+    jobs |= {f"single_{t}_{n}": (cfg, out / f"single_{t}_{n}") for (t, n), cfg in runs["baselines"].items()}
     if args.dry_run:
         for j, (cfg, path) in jobs.items():
             print(f"{j:32s} {cfg.train_cfg.max_iters:6d} iterations -> {path}")
@@ -270,47 +308,22 @@ def main(argv=None) -> dict:
     order = sorted(jobs, key=lambda j: -jobs[j][0].train_cfg.max_iters)  # longest first
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         results = dict(zip(order, pool.map(lambda j: run(*jobs[j], args.threads), order)))
-
-    def base_value(task: str, n: int, split: str):
-        r = results[f"single_{task}_{n}"]
-        return r.get(split, {}).get(keys[task])
-
-    rows = []
-    for name in cells:
-        r = results[name]
-        row = dict(cell=name, wall_s=r.get("wall_s"), error=r.get("error"))
-        for split in ("val", "test"):
-            metrics = r.get(split, {})
-            b_iter = {keys[t]: base_value(t, args.iters, split) for t in keys}
-            b_samp = {keys[t]: base_value(t, equal[name][t], split) for t in keys}
-            row[f"dm_iters_{split}"] = delta_m(metrics, b_iter)
-            row[f"dm_samples_{split}"] = delta_m(metrics, b_samp)
-            for t, k in keys.items():
-                row[f"{t}_{split}"] = metrics.get(k)
-        row["baseline_iters"] = equal[name]
-        rows.append(row)
-    scored = [r for r in rows if r["dm_iters_val"] is not None]
-    best = max(scored, key=lambda r: r["dm_iters_val"])["cell"] if scored else None
-    baselines = {
-        f"{t}@{n}": {s: base_value(t, n, s) for s in ("val", "test")} | {"wall_s": results[f"single_{t}_{n}"].get("wall_s")}
-        for (t, n) in sorted(base_runs)
-    }  # fmt: skip
+    result = report(args, runs, results)
     columns = [
         "cell",
-        *[f"{t}_test" for t in keys],
+        *[f"{t}_test" for t in result["keys"]],
         "dm_iters_test",
         "dm_samples_test",
         "dm_iters_val",
-        "wall_s",
     ]
-    text = table(rows, columns)
+    text = table(result["rows"], [*columns, "wall_s"])
     print(text)
-    print(f"best by validation Δm (equal iterations): {best}")
+    print(f"best by validation Δm (equal iterations): {result['best']}")
     payload = dict(
-        machine=machine(), config=base, single_task=singles, iters=args.iters, grid=args.grid,
-        heldout=args.heldout, keys=keys, rows=rows, baselines=baselines, best=best, table=text,
+        machine=machine(), config=runs["base"], single_task=runs["singles"], iters=args.iters, grid=args.grid,
+        heldout=args.heldout, **result, table=text,
     )  # fmt: skip
-    write_results(args.name or f"ablation_{Path(base).stem}", payload, args.out)
+    write_results(args.name or f"ablation_{Path(runs['base']).stem}", payload, args.out)
     return payload
 
 
