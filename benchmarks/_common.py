@@ -51,9 +51,17 @@ def setup(threads: int | None) -> None:
 
 
 def load_config(name_or_path: str, cfg_options: dict | None = None):
+    """The config with ``cfg_options``, its task weighting fixed weights of 1 (unless an option sets it): the
+    hand-written models sum the task losses, so the framework is timed doing the same (the quickstart and
+    HydraNet configs learn uncertainty weights: a scalar and an exp per task more)."""
+    from mmengine.config import ConfigDict
+
     from multitask_vision.models.builder import as_config
 
-    return as_config(CONFIGS.get(name_or_path, name_or_path), cfg_options)
+    cfg = as_config(CONFIGS.get(name_or_path, name_or_path), cfg_options)
+    if not any(k.startswith("model.task_weighting") for k in cfg_options or {}):
+        cfg.model.task_weighting = ConfigDict(type="FixedTaskWeighting")
+    return cfg
 
 
 def build_model(cfg, device: str = "cpu", seed: int = 0) -> Any:

@@ -2,7 +2,10 @@
 # trained with the same schedule on the same images (see hydranet_segmentation.py).
 _base_ = ["../hydranet_nyu.py"]
 
-model = dict(blocks=[{{_base_.encoder_block}}, {{_base_.decoder_block}}, {{_base_.depth_block}}])
+model = dict(
+    blocks=[{{_base_.encoder_block}}, {{_base_.decoder_block}}, {{_base_.depth_block}}],
+    task_weighting=dict(_delete_=True, type="FixedTaskWeighting"),
+)
 train_dataloader = dict(dataset=dict(only_tasks=["depth"]))
 val_dataloader = dict(dataset=dict(only_tasks=["depth"]))
 test_dataloader = val_dataloader

@@ -4,7 +4,10 @@
 # trains it beside configs/hydranet_nyu.py.
 _base_ = ["../hydranet_nyu.py"]
 
-model = dict(blocks=[{{_base_.encoder_block}}, {{_base_.decoder_block}}, {{_base_.seg_block}}])
+model = dict(
+    blocks=[{{_base_.encoder_block}}, {{_base_.decoder_block}}, {{_base_.seg_block}}],
+    task_weighting=dict(_delete_=True, type="FixedTaskWeighting"),
+)
 train_dataloader = dict(dataset=dict(only_tasks=["segmentation"]))
 val_dataloader = dict(dataset=dict(only_tasks=["segmentation"]))
 test_dataloader = val_dataloader
