@@ -230,6 +230,19 @@ def write_results(name: str, payload: dict, out_dir: str | Path | None = None) -
     return path
 
 
+def finish(
+    benchmark: str, args, before: dict, rows: list, *, on: str = "cpu", name: str | None = None, **extra
+):
+    """The closing payload of a benchmark (its name, the machine as it was before, the load average after, the
+    ``extra`` fields and the rows; ``on``: the device), written to ``<args.out>/<args.name or name or
+    benchmark>.json``."""
+    payload = dict(
+        benchmark=benchmark, machine=before, load_avg_after=machine(on)["load_avg"], **extra, rows=rows
+    )
+    write_results(args.name or name or benchmark, payload, args.out)
+    return payload
+
+
 def table(rows: list[dict], columns: Sequence[str]) -> str:
     """A markdown table of ``rows`` (floats to 3 significant digits)."""
 

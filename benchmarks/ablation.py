@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import ROOT, add_common_args, machine, setup, table, write_results
+from _common import ROOT, add_common_args, finish, machine, setup, table
 
 CONFIGS = {
     "quickstart": ("configs/quickstart.py", "configs/single_task/quickstart_{task}.py"),
@@ -73,7 +73,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-train", type=int, default=None, help="with --size: images per source and split")
     p.add_argument("--workers", type=int, default=None, help="dataloader workers (default: the config's)")
     add_common_args(p, threads=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.num_train is not None and args.size is None:
+        p.error("--num-train sets the size of the data --size generates; give --size too")
+    return args
 
 
 # ---- configs of the runs ----------------------------------------------------------------------------------------
@@ -297,6 +300,7 @@ def report(args, runs: dict, results: dict) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     setup(args.threads)
+    before = machine()
     runs = plan(args)
     out = Path(args.work_dir) / f"{Path(runs['base']).stem}_{args.iters}"
     jobs = {name: (cfg, out / name) for name, cfg in runs["cells"].items()}
@@ -319,12 +323,12 @@ def main(argv=None) -> dict:
     text = table(result["rows"], [*columns, "wall_s"])
     print(text)
     print(f"best by validation Δm (equal iterations): {result['best']}")
-    payload = dict(
-        machine=machine(), config=runs["base"], single_task=runs["singles"], iters=args.iters, grid=args.grid,
-        heldout=args.heldout, **result, table=text,
-    )  # fmt: skip
-    write_results(args.name or f"ablation_{Path(runs['base']).stem}", payload, args.out)
-    return payload
+    rows = result.pop("rows")
+    extra = dict(config=runs["base"], single_task=runs["singles"], iters=args.iters, grid=args.grid)
+    name = f"ablation_{Path(runs['base']).stem}"
+    return finish(
+        "ablation", args, before, rows, name=name, **extra, heldout=args.heldout, **result, table=text
+    )
 
 
 if __name__ == "__main__":

@@ -103,18 +103,9 @@ def main(argv=None) -> dict:
                          images_per_s=train_rate(model, optim, feed, args.steps, args.device)))  # fmt: skip
         print(C.table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
         del loaders, feed
-    payload = dict(
-        benchmark="data_pipeline",
-        config=args.config,
-        batch_size=bs,
-        machine=before,
-        load_avg_after=C.machine(args.device)["load_avg"],
-        rows=rows,
-    )
     print()
     print(C.table(rows, COLUMNS))
-    C.write_results(args.name or "data_pipeline", payload, args.out)
-    return payload
+    return C.finish("data_pipeline", args, before, rows, on=args.device, config=args.config, batch_size=bs)
 
 
 COLUMNS = ("row", "source", "workers", "images_per_s", "startup_s")

@@ -222,19 +222,9 @@ def main(argv=None) -> dict:
     cols = ("batch", "row", "ms", "speedup_vs_pruned_fp32", "size_mb")
     print()
     print(C.table(rows, cols))
-    payload = dict(
-        benchmark="deploy_latency",
-        config=args.config,
-        checkpoint=args.checkpoint,
-        machine=before,
-        load_avg_after=C.machine()["load_avg"],
-        threads=args.threads,
-        rounds=args.rounds,
-        runs=args.runs,
-        rows=rows,
-    )
-    C.write_results(args.name or f"deploy_latency_{args.config}", payload, args.out)
-    return payload
+    extra = dict(config=args.config, checkpoint=args.checkpoint, threads=args.threads, rounds=args.rounds)
+    name = f"deploy_latency_{args.config}"
+    return C.finish("deploy_latency", args, before, rows, name=name, **extra, runs=args.runs)
 
 
 if __name__ == "__main__":

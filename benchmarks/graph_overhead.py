@@ -155,18 +155,11 @@ def main(argv=None) -> dict:
     before = C.machine(args.device)
     print(C.table([], COLUMNS))
     rows = [row for name in args.configs for size in args.sizes for row in measure(name, size, args)]
-    payload = dict(
-        benchmark="graph_overhead",
-        machine=before,
-        load_avg_after=C.machine(args.device)["load_avg"],
-        rounds=args.rounds,
-        device=args.device,
-        rows=rows,
-    )
     print()
     print(C.table(rows, COLUMNS))
-    C.write_results(args.name or "graph_overhead", payload, args.out)
-    return payload
+    return C.finish(
+        "graph_overhead", args, before, rows, on=args.device, rounds=args.rounds, device=args.device
+    )
 
 
 if __name__ == "__main__":

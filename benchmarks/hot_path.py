@@ -45,11 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def old_nonfinite_tensors(named_tensors):
     """The step guard's check before issue #14: a max-norm first, then every tensor (kept here to compare)."""
-    items = [
-        (n, t)
-        for n, t in named_tensors
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()
-    ]
+    from multitask_vision.models.step_guard import floating_items
+
+    items = floating_items(named_tensors)
     if not items:
         return []
     peak = torch.nn.utils.get_total_norm([t.detach() for _, t in items], norm_type=math.inf)
@@ -153,15 +151,7 @@ def main(argv=None) -> dict:
     print(C.table(rows, COLUMNS))
     print()
     print(C.table(rows, ("config", *parts_cols)))
-    payload = dict(
-        benchmark="hot_path",
-        machine=before,
-        load_avg_after=C.machine()["load_avg"],
-        rounds=args.rounds,
-        rows=rows,
-    )
-    C.write_results(args.name or "hot_path", payload, args.out)
-    return payload
+    return C.finish("hot_path", args, before, rows, rounds=args.rounds)
 
 
 if __name__ == "__main__":

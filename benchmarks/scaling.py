@@ -96,15 +96,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cpu = before.get("gpu") or before["cpu"]
     plot(rows, out / f"{name}.png", f"{args.config} train_step, {cpu}, {before['torch_threads']} thread(s)")
-    payload = dict(
-        benchmark="scaling",
-        config=args.config,
-        machine=before,
-        load_avg_after=C.machine(args.device)["load_avg"],
-        rows=rows,
-    )
-    C.write_results(name, payload, args.out)
-    return payload
+    return C.finish("scaling", args, before, rows, on=args.device, name=name, config=args.config)
 
 
 COLUMNS = ("sweep", "side", "batch", "step_s", "images_per_s")

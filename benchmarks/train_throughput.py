@@ -171,19 +171,10 @@ def main(argv=None) -> dict:
         for variant in args.variants:
             rows.append(measure(name, variant, args))
             print(C.table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
-    payload = dict(
-        benchmark="train_throughput",
-        machine=before,
-        load_avg_after=C.machine(args.device)["load_avg"],
-        rounds=args.rounds,
-        device=args.device,
-        hand_optimizer=args.hand_optimizer,
-        rows=rows,
-    )
     print()
     print(C.table(rows, COLUMNS))
-    C.write_results(args.name or "train_throughput", payload, args.out)
-    return payload
+    extra = dict(rounds=args.rounds, device=args.device, hand_optimizer=args.hand_optimizer)
+    return C.finish("train_throughput", args, before, rows, on=args.device, **extra)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ def main(argv=None) -> dict:
         for t in args.trunks
     ]
     print(C.table(rows, ("trunk", "params_m", "step_ms", "speedup_vs_first")))
-    payload = dict(benchmark="trunks", machine=before, load_avg_after=C.machine()["load_avg"], rows=rows)
-    C.write_results(args.name or "trunks", payload, args.out)
-    return payload
+    return C.finish("trunks", args, before, rows)
 
 
 if __name__ == "__main__":
