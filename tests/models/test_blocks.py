@@ -146,6 +146,8 @@ def test_resnet_rejects_bad_arguments():
         ResNet(depth=18, out_stages=("layer5",))
     with pytest.raises(ValueError, match="frozen_stages"):
         ResNet(depth=18, frozen_stages=5)
+    with pytest.raises(ValueError, match="base_channels must be a positive int, got 0"):
+        ResNet(depth=18, base_channels=0)
 
 
 def test_resnet_builds_only_needed_stages():
@@ -181,6 +183,33 @@ def test_resnet_loads_torchvision_state_dict():
     state = torchvision.models.resnet18(weights=None).state_dict()
     missing, unexpected = ResNet(depth=18).load_state_dict(state, strict=False)
     assert missing == [] and sorted(unexpected) == ["fc.bias", "fc.weight"]
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_base_channels_is_torchvisions_layout_at_another_width(depth):
+    """base_channels=64 through the width builder is torchvision's model exactly (every key and shape, the
+    init's statistics); other widths scale every stage and keep the structure."""
+    import torchvision
+
+    from multitask_vision.models.backbones.resnet import _WidthResNet
+
+    tv = {k: v.shape for k, v in torchvision.models.get_model(f"resnet{depth}").state_dict().items()}
+    rebuilt = _WidthResNet(depth, 64, zero_init_residual=False).state_dict()
+    assert {k: v.shape for k, v in rebuilt.items()} == {
+        k: s for k, s in tv.items() if not k.startswith("fc.")
+    }
+    assert rebuilt["layer2.0.conv2.weight"].std() == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.1)  # fan_out
+
+    half = ResNet(depth=depth, base_channels=32)
+    full_channels = [s.channels for s in ResNet(depth=depth).output_spec().values()]
+    assert [s.channels for s in half.output_spec().values()] == [c // 2 for c in full_channels]
+    assert n_params(half) < n_params(ResNet(depth=depth)) / 3  # conv weights scale with width squared
+    out = half(torch.randn(2, 3, SIZE, SIZE))
+    assert {k: v.shape[1:] for k, v in out.items()} == {
+        k: (s.channels, SIZE // s.stride, SIZE // s.stride) for k, s in half.output_spec().items()
+    }
+    zeroed = ResNet(depth=depth, base_channels=32, zero_init_residual=True).layer1[0]
+    assert torch.count_nonzero(zeroed.bn2.weight if depth == 18 else zeroed.bn3.weight) == 0
 
 
 # ------------------------------------------------------------------------------------------- MobileNetV2

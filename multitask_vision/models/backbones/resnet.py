@@ -1,13 +1,16 @@
 """ResNet backbone: torchvision's ResNet-{18,34,50,101,152} without its classifier, returning named stages.
 
 Submodule names are torchvision's (``conv1``, ``bn1``, ``layer1`` ...), so a torchvision ImageNet state dict
-loads as is (its ``fc.*`` keys are the only leftovers).
+loads as is (its ``fc.*`` keys are the only leftovers). ``base_channels`` narrows (or widens) every stage:
+torchvision's own blocks, stage builder and initialisation, with the stem and stages ``base_channels * (1, 2, 4,
+8)`` wide instead of torchvision's fixed 64 (the quickstart's half-width ResNet-18 is ``base_channels=32``).
 """
 
 from __future__ import annotations
 
 import torchvision
 from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from multitask_vision.models.blocks import Block
 from multitask_vision.models.spec import IMAGE_SPEC, FeatureSpec, Spec
@@ -21,6 +24,14 @@ _BUILDERS = {
     152: torchvision.models.resnet152,
 }
 
+_LAYOUTS = {  # depth: (block, blocks per stage), as torchvision builds them
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 
@@ -29,6 +40,35 @@ def _stage_channels(stage: nn.Sequential) -> int:
     """Output channels of a residual stage: the last BatchNorm of its last block (bn2 basic, bn3 bottleneck)."""
     norms = [m for m in stage[-1].modules() if isinstance(m, nn.BatchNorm2d)]
     return norms[-1].num_features
+
+
+class _WidthResNet(torchvision.models.resnet.ResNet):
+    """torchvision's ResNet, ``base_channels`` wide: its ``__init__`` with the width 64 made a parameter (no
+    classifier). The stages come from torchvision's own ``_make_layer`` and blocks."""
+
+    def __init__(self, depth: int, base_channels: int, zero_init_residual: bool) -> None:
+        nn.Module.__init__(self)
+        block, layers = _LAYOUTS[depth]
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = base_channels, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, base_channels, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for i, (name, blocks) in enumerate(zip(STAGES, layers, strict=True)):
+            setattr(
+                self, name, self._make_layer(block, base_channels * 2**i, blocks, stride=1 if i == 0 else 2)
+            )
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.constant_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight, 0)
 
 
 @MODELS.register_module(name=["ResNet", "ResNetBackbone"])  # ResNetBackbone: the origin README's name
@@ -43,6 +83,9 @@ class ResNet(Block):
             kept in eval mode).
         norm_eval: keep every BatchNorm in eval mode while training (frozen running statistics).
         zero_init_residual: zero the last BN of each residual branch (torchvision's option).
+        base_channels: width of the stem and ``layer1``; ``layer<i>`` is ``base_channels * 2**(i-1)`` wide
+            (times 4 for the bottleneck depths). 64 is torchvision's ResNet (and its ImageNet weights); 32 has
+            about a quarter of the multiply-adds and parameters.
     """
 
     in_channels = 3
@@ -55,6 +98,7 @@ class ResNet(Block):
         frozen_stages: int = -1,
         norm_eval: bool = False,
         zero_init_residual: bool = False,
+        base_channels: int = 64,
     ) -> None:
         super().__init__()
         if depth not in _BUILDERS:
@@ -66,12 +110,17 @@ class ResNet(Block):
             )
         if not -1 <= frozen_stages <= len(STAGES):
             raise ValueError(f"ResNet frozen_stages must be in [-1, {len(STAGES)}], got {frozen_stages}")
+        if not isinstance(base_channels, int) or isinstance(base_channels, bool) or base_channels < 1:
+            raise ValueError(f"ResNet base_channels must be a positive int, got {base_channels!r}")
         self.depth = depth
         self.out_stages = tuple(s for s in STAGES if s in out_stages)  # fine to coarse
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        net = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
+        if base_channels == 64:  # torchvision's builder itself: the same modules and initialisation draws
+            net = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
+        else:
+            net = _WidthResNet(depth, base_channels, zero_init_residual)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.num_stages = STAGES.index(self.out_stages[-1]) + 1
         for name in STAGES[: self.num_stages]:
