@@ -79,7 +79,9 @@ class SegHead(DenseHead):
             losses[name] = losses[name] + value if name in losses else value
         with torch.no_grad():
             valid = gt != self.ignore_index  # (B, H, W)
-            correct = ((logits.argmax(1) == gt) & valid).sum()
+            # max(1).indices, not argmax(1): the same labels, and on CPU argmax over the channel dim of a
+            # (B, K, H, W) tensor took 16 ms of the quickstart's ~190 ms training step against 2 ms
+            correct = ((logits.max(1).indices == gt) & valid).sum()
             losses["acc_seg"] = correct.float() * 100.0 / valid.sum().clamp(min=1)
         return losses
 
