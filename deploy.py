@@ -1,7 +1,7 @@
 """Deploy a trained multi-task model: prune -> fine-tune -> quantize -> export -> verify -> report.
 
 examples:
-  uv run deploy.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth \
+  uv run deploy.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1300.pth \
                    --deploy-config configs/deploy.py --out deploy_out/quickstart
   uv run deploy.py C --checkpoint K --deploy-config configs/deploy_qat.py --out D \
                    --deploy-options pruning.amount=0.5 evaluation.max_samples=100    # override any key

@@ -1,7 +1,7 @@
 """Run a trained (or deployed) multi-task model on your own images, folders and videos.
 
 examples:
-  uv run infer.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth \\
+  uv run infer.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1300.pth \\
                   --input photos/ --out infer_out/
   uv run infer.py C --model deploy_out/quickstart/model_int8.onnx --input 'shots/*.jpg' --out D --batch-size 8
   uv run infer.py C --checkpoint K --input street.mp4 --out D --heads det_head seg_head --device cuda

@@ -2,7 +2,7 @@
 --no-model, the ground truth alone as the training pipeline delivers it (browse a dataset before training).
 
 examples:
-  uv run visualize.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth
+  uv run visualize.py configs/quickstart.py --checkpoint work_dirs/quickstart/iter_1300.pth
   uv run visualize.py C --checkpoint work_dirs/quickstart         # a work dir: its last checkpoint
   uv run visualize.py C --checkpoint K --split val --num 4 --out vis/ --score-thr 0.3
   uv run visualize.py C --checkpoint deploy_out/quickstart/pruned_finetuned.pth     # a pruned model file

@@ -2,7 +2,7 @@
 and the ONNX Runtime int8 settings that decide how much int8 gains on this CPU.
 
 uv run python benchmarks/deploy_latency.py                         # HydraNet (MobileNetV2 + RefineNet)
-uv run python benchmarks/deploy_latency.py --config quickstart --checkpoint work_dirs/quickstart/iter_1000.pth
+uv run python benchmarks/deploy_latency.py --config quickstart --checkpoint work_dirs/quickstart/iter_1300.pth
 
 The model is the config's (its own initialisation unless ``--checkpoint``: latency does not depend on the
 weights, pruning's channel choice does a little), pruned by the deploy pipeline's ``PhysicalPruning`` (30 %,

@@ -1,6 +1,6 @@
 """Deploy the trained quickstart model and keep the report: benchmarks/results/deploy_quickstart.md.
 
-uv run benchmarks/deploy_quickstart.py --checkpoint work_dirs/quickstart/iter_1000.pth
+uv run benchmarks/deploy_quickstart.py --checkpoint work_dirs/quickstart/iter_1300.pth
 uv run benchmarks/deploy_quickstart.py --checkpoint K --deploy-config configs/deploy_qat.py --name deploy_quickstart_qat
 
 Runs ``deploy.py`` (prune -> fine-tune -> quantize -> export -> verify) on ``configs/quickstart.py`` and copies
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--checkpoint", default="work_dirs/quickstart/iter_1000.pth", help="trained quickstart checkpoint"
+        "--checkpoint", default="work_dirs/quickstart/iter_1300.pth", help="trained quickstart checkpoint"
     )
     p.add_argument("--config", default="configs/quickstart.py")
     p.add_argument("--deploy-config", default="configs/deploy.py")

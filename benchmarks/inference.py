@@ -2,7 +2,7 @@
 export and its int8 ONNX file, scored the same way, how far int8 moves the predictions from fp32, and the
 throughput of each at batch 1 and 8.
 
-uv run benchmarks/inference.py --checkpoint work_dirs/quickstart/iter_1000.pth --deploy-dir deploy_out/int8
+uv run benchmarks/inference.py --checkpoint work_dirs/quickstart/iter_1300.pth --deploy-dir deploy_out/int8
 
 ``--deploy-dir``: what ``deploy.py --deploy-config configs/deploy_int8.py`` wrote for that checkpoint
 (``model_fp32.onnx``, ``model_int8.onnx`` and their manifests; no pruning, so all three are the same network).

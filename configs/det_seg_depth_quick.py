@@ -1,6 +1,6 @@
-# The quickstart model (ResNet-18 + FPN, native detection, segmentation and depth heads) on the same synthetic
-# sources, with a short schedule: 300 iterations, validated once at the end. A first run that checks the
-# set-up, as the README this project grew from starts with it:
+# The base model of the quickstarts (full-width ResNet-18 + FPN; native detection, segmentation and depth
+# heads) on the same synthetic sources, with a short schedule: 300 iterations, validated once at the end.
+# A first run that checks the set-up, as the README this project grew from starts with it:
 #   uv run python train.py --config configs/det_seg_depth_quick.py     # -> work_dirs/det_seg_depth_quick/
 _base_ = [
     "_base_/default_runtime.py",

@@ -2,7 +2,7 @@
 
     from multitask_vision.apis import MultiTaskInferencer
 
-    inferencer = MultiTaskInferencer("configs/quickstart.py", "work_dirs/quickstart/iter_1000.pth")
+    inferencer = MultiTaskInferencer("configs/quickstart.py", "work_dirs/quickstart/iter_1300.pth")
     results = inferencer(["a.jpg", "photos/", "more/*.png", bgr_array], batch_size=8)
     results[0]["heads"]["det_head"]      # {'task', 'bboxes' (N, 4) xyxy, 'scores', 'labels', 'class_names'}
     results[0]["heads"]["seg_head"]      # {'task', 'label_map' (H, W) int64, 'classes'}

@@ -5,7 +5,7 @@ work) and :func:`run_pipeline` (the stages, one function each, in order). Each s
 (a model or a file: size, parameters, MACs, metrics; latencies are queued and timed side by side at the end),
 ``steps`` (what it did, how long it took) and ``notes``::
 
-    run = prepare("configs/quickstart.py", "iter_1000.pth", "configs/deploy.py", "deploy_out/quickstart")
+    run = prepare("configs/quickstart.py", "iter_1300.pth", "configs/deploy.py", "deploy_out/quickstart")
     report = run_pipeline(run)  # also writes report.json / report.md into run.out
 
 The steps themselves are registered objects chosen by the deploy config (:mod:`.config`): ``run.dc.pruning``,
