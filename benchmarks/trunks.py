@@ -23,7 +23,18 @@ def _fpn(inputs: list[str], channels: list[int]) -> dict:
 
 
 TRUNKS = {  # name: (backbone block, neck block); the quickstart's heads stay as they are
-    "resnet18": None,  # the quickstart as it is
+    "resnet18": (
+        dict(name="backbone", type="ResNet", inputs="img", depth=18),
+        _fpn(["backbone.layer2", "backbone.layer3", "backbone.layer4"], [128, 256, 512]),
+    ),
+    "resnet18_w32": (  # half width
+        dict(name="backbone", type="ResNet", inputs="img", depth=18, base_channels=32),
+        _fpn(["backbone.layer2", "backbone.layer3", "backbone.layer4"], [64, 128, 256]),
+    ),
+    "resnet18_w24": (  # 3/8 width: the quickstart's trunk since issue #14 item 5
+        dict(name="backbone", type="ResNet", inputs="img", depth=18, base_channels=24),
+        _fpn(["backbone.layer2", "backbone.layer3", "backbone.layer4"], [48, 96, 192]),
+    ),
     "mobilenet_v2": (
         dict(
             name="backbone", type="MobileNetV2", inputs="img", out_stages=("stride8", "stride16", "stride32")
@@ -59,10 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config(trunk: str):
     cfg = C.load_config("quickstart")
-    if TRUNKS[trunk] is not None:
-        blocks = copy.deepcopy(cfg.model.blocks)
-        blocks[0], blocks[1] = copy.deepcopy(TRUNKS[trunk])
-        cfg.model.blocks = blocks
+    blocks = copy.deepcopy(cfg.model.blocks)
+    blocks[0], blocks[1] = copy.deepcopy(TRUNKS[trunk])
+    cfg.model.blocks = blocks
     return cfg
 
 

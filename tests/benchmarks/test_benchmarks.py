@@ -139,6 +139,24 @@ def test_trunks_compares_lighter_trunks_on_the_same_batches(tiny):
     assert rows["mobilenet_v2"]["params_m"] < rows["resnet18"]["params_m"] / 3
 
 
+def test_first_run_times_train_py_from_a_fresh_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = BENCH.parent / "tests" / "configs" / "tiny_quickstart.py"
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    payload = load("first_run").main(
+        ["--configs", str(config), "--keep", str(runs), "--threads", "1", "--out", str(out)]
+    )
+    (row,) = payload["rows"]
+    assert row["config"] == "tests/configs/tiny_quickstart.py" and row["wall_s"] > 0
+    assert row["iters"] == 4  # the last validation is the end of tiny_quickstart's training
+    assert row["data_files_generated"] > 0  # a fresh directory: the run generated its synthetic data
+    assert (runs / "tiny_quickstart" / "work_dir" / "iter_4.pth").is_file()
+    assert {"detection/pascal_voc/mAP", "segmentation/mIoU", "depth/abs_rel"} <= set(row["metrics"])
+    assert json.loads((out / "first_run.json").read_text())["rows"] == payload["rows"]
+    with pytest.raises(SystemExit, match="no such config: .*nope.py"):
+        load("first_run").main(["--configs", "nope.py", "--out", str(out)])
+
+
 def test_gpu_check_calls_the_scripts_with_options_they_accept():
     """gpu_check.sh is run rarely (on a lent GPU): its every benchmark call must parse, so that it does not fail
     there on a renamed option."""
