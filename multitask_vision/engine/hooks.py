@@ -57,21 +57,30 @@ class NonFiniteGuardHook(Hook):
       weights, buffers and (when saving) optimizer state are finite, and stops otherwise. ``CheckpointHook``
       deletes its oldest checkpoint (``max_keep_ckpts``) *before* it saves the new one, so the check has to come
       first for a good checkpoint never to be rotated away for a bad one;
-    * refuses any checkpoint with a non-finite value in ``before_save_checkpoint``, whoever saves it.
+    * refuses any checkpoint with a non-finite value in ``before_save_checkpoint``, whoever saves it;
+    * warns (once per task) when a task's weight, as the task weighting logs it (``<task>.weight``), falls below
+      ``min_task_weight``: the run goes on, but that task has stopped learning. Learned weights fail this way
+      instead of diverging: with ``UncertaintyWeighting`` a learning rate far too high drives every
+      log-variance up and every weight to 0 while the loss stays finite.
     """
 
     priority = "ABOVE_NORMAL"  # before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
 
-    def __init__(self, max_skipped_steps: int = 3) -> None:
+    def __init__(self, max_skipped_steps: int = 3, min_task_weight: float = 1e-3) -> None:
         if not isinstance(max_skipped_steps, int) or max_skipped_steps < 1:
             raise UserError(
                 f"NonFiniteGuardHook.max_skipped_steps must be an int >= 1, got {max_skipped_steps!r}"
             )
+        if not isinstance(min_task_weight, int | float) or min_task_weight < 0:
+            raise UserError(f"NonFiniteGuardHook.min_task_weight must be >= 0, got {min_task_weight!r}")
         self.max_skipped_steps = max_skipped_steps
+        self.min_task_weight = float(min_task_weight)
         self.skipped = 0
+        self.collapsed: set[str] = set()
 
     def before_train(self, runner) -> None:
         self.skipped = 0
+        self.collapsed = set()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         fault = getattr(_unwrap(runner.model), "last_step_fault", None)
@@ -84,6 +93,23 @@ class NonFiniteGuardHook(Hook):
             )
         if any(_saves_after_iter(h, runner) for h in runner.hooks if isinstance(h, CheckpointHook)):
             self._check(runner, f"saving the checkpoint of iteration {runner.iter + 1}", optimizer=True)
+        if fault is None and isinstance(outputs, dict):
+            self._warn_collapsed_weights(runner, outputs)
+
+    def _warn_collapsed_weights(self, runner, log_vars: dict) -> None:
+        for key, value in log_vars.items():
+            task, sep, name = key.rpartition(".")
+            if not sep or name != "weight" or task in self.collapsed:
+                continue
+            weight = float(value)
+            if weight < self.min_task_weight:
+                self.collapsed.add(task)
+                runner.logger.warning(
+                    f"task '{task}': its weight fell to {weight:.3g} at iteration {runner.iter + 1} "
+                    f"(NonFiniteGuardHook.min_task_weight={self.min_task_weight:g}): this task has stopped "
+                    "learning. Learned weights (UncertaintyWeighting) go to 0 when the learning rate is far too "
+                    "high; lower optim_wrapper.optimizer.lr"
+                )
 
     def after_train_epoch(self, runner) -> None:
         self._check(runner, f"the end of epoch {runner.epoch + 1}", optimizer=True)

@@ -15,6 +15,7 @@ from multitask_vision.engine.launch import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = str(ROOT / "configs/quickstart.py")
+LENGTH = Config.fromfile(QUICKSTART).train_cfg.max_iters  # where its cosine decay ends
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_shortened_run_ends_its_cosine_decay(log_lines):
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 100)  # the warm-up did not end with training: unchanged
     assert (cosine.begin, cosine.end) == (100, 200)
-    assert any("end follows the training length: 1000 -> 200" in m for _, m in log_lines)
+    assert any(f"end follows the training length: {LENGTH} -> 200" in m for _, m in log_lines)
 
     def lr_after_training(end):  # the cosine scheduler mmengine builds, stepped once per iteration
         opt = optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
@@ -47,19 +48,19 @@ def test_shortened_run_ends_its_cosine_decay(log_lines):
         return opt.param_groups[0]["lr"]
 
     assert lr_after_training(cosine.end) < 1e-3  # decayed to ≈eta_min by the new last iteration
-    assert lr_after_training(1000) > 0.9  # what the run would have done without following
+    assert lr_after_training(LENGTH) > 0.9  # what the run would have done without following
 
 
 def test_unchanged_length_and_no_options_leave_the_schedule_alone():
     base = Config.fromfile(QUICKSTART).param_scheduler
     assert load_config(QUICKSTART).param_scheduler == base
-    assert load_config(QUICKSTART, {"train_cfg.max_iters": 1000}).param_scheduler == base
+    assert load_config(QUICKSTART, {"train_cfg.max_iters": LENGTH}).param_scheduler == base
     assert load_config(QUICKSTART, {"optim_wrapper.optimizer.lr": 1e-3}).param_scheduler == base
 
 
 def test_scheduler_beginning_after_the_new_end_is_kept_and_warned(log_lines):
     cfg = load_config(QUICKSTART, {"train_cfg.max_iters": 50})
-    assert cfg.param_scheduler[1].end == 1000  # not end < begin, which mmengine would reject
+    assert cfg.param_scheduler[1].end == LENGTH  # not end < begin, which mmengine would reject
     warnings = [m for level, m in log_lines if level == logging.WARNING]
     assert any(
         "param_scheduler[1] (CosineAnnealingLR) begins at 100" in m and "never act" in m for m in warnings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,19 +48,37 @@ def test_diverging_run_stops_naming_the_task_and_a_finite_checkpoint(tmp_path):
     """A learning rate that blows up: the steps that go non-finite are skipped with a warning, three in a row
     stop the run (exit code 3) with one line naming the task and the last good checkpoint, which is on disk and
     finite, and no checkpoint with a nan was ever written (only the newest is kept)."""
-    # fixed task weights: with the quickstart's learned (uncertainty) weights this learning rate does not blow the
-    # weights up: the log-variances take the steps, every task weight is 0 from the 5th, and the loss stays finite
+    # fixed task weights: with the quickstart's learned (uncertainty) weights the log-variances may absorb a learning
+    # rate far too high instead of diverging (the next test), depending on the trunk: not what this test is about
     proc = train(tmp_path, "--cfg-options", "optim_wrapper.optimizer.lr=1000", "train_cfg.max_iters=10",
                  "train_cfg.val_interval=100", "default_hooks.checkpoint.max_keep_ckpts=1",
                  "model.task_weighting.type=FixedTaskWeighting")  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-3000:]
     line = error_line(proc)
     assert line.startswith("error: training stopped: 3 steps in a row skipped for non-finite numbers")
-    assert any(f"in task '{t}'" in line for t in ("detection", "segmentation", "depth")), line
+    assert re.search(r"in tasks? '(detection|segmentation|depth)'", line), line  # one task or several
     good = Path(line.split("last good checkpoint: ")[1].split(" ")[0])
     assert good.is_file() and all_finite(good)
     assert all(all_finite(p) for p in (tmp_path / "wd").glob("*.pth"))
     assert proc.stdout.count(": step skipped") + proc.stderr.count(": step skipped") >= 3
+
+
+def test_learned_task_weights_that_collapse_are_named_once_per_task(tmp_path):
+    """A learning rate far too high (100) with the quickstart's learned (uncertainty) weights does not diverge:
+    the log-variances take the steps and every task weight falls to 0 (by the 4th iteration) while the loss stays
+    finite. The run goes on (nothing is non-finite), and the guard warns once per task that it has stopped
+    learning; a sane run has no such warning."""
+    (tmp_path / "high").mkdir(), (tmp_path / "sane").mkdir()
+    proc = train(tmp_path / "high", "--cfg-options", "optim_wrapper.optimizer.lr=100", "train_cfg.max_iters=8",
+                 "train_cfg.val_interval=100")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    for task in ("detection", "segmentation", "depth"):
+        assert log.count(f"task '{task}': its weight fell to") == 1, log[-3000:]
+    assert "lower optim_wrapper.optimizer.lr" in log
+    sane = train(tmp_path / "sane", "--cfg-options", "train_cfg.max_iters=4")
+    assert sane.returncode == 0, sane.stderr[-3000:]
+    assert "its weight fell to" not in sane.stdout + sane.stderr
 
 
 def test_nonfinite_weights_are_never_saved_and_never_rotate_a_good_checkpoint(tmp_path):
