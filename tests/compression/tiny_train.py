@@ -3,7 +3,9 @@
 # it with a temporary directory as the working directory.
 _base_ = ["../configs/tiny_quickstart.py"]
 
-backbone_block = dict(name="backbone", type="ResNet", inputs="img", depth=18, out_stages=("layer2", "layer3"))
+# base_channels=64 (torchvision's ResNet-18): the quickstart's 3/8 width would merge into this dict otherwise
+backbone_block = dict(name="backbone", type="ResNet", inputs="img", depth=18, out_stages=("layer2", "layer3"),
+                      base_channels=64)  # fmt: skip
 neck_block = dict(name="neck", type="FPN", inputs=["backbone.layer2", "backbone.layer3"], in_channels=[128, 256],
                   out_channels=32)  # fmt: skip
 det_block = dict(name="det_head", type="AnchorFreeDetHead", inputs="neck", task="detection", num_classes=4,
