@@ -1,9 +1,10 @@
 """Training-step time of the quickstart with lighter trunks (input to choosing a faster first run, issue #14
 item 5): the quickstart's heads and data on other backbones, the framework's full ``train_step``, all models
-timed in turn within each round (ABBA-style) in one process. Accuracy is not measured here: a trunk that is
-faster still needs a 1000-iteration run and re-measured single-task baselines before it can replace ResNet-18.
+timed in turn within each round (ABBA-style) in one process. Accuracy is not measured here: a faster trunk still
+needs full training runs and re-measured single-task baselines before it can replace the quickstart's (how the
+3/8-width ResNet-18 was chosen: benchmarks/README.md section 5).
 
-uv run python benchmarks/trunks.py [--rounds 8] [--trunks resnet18 mobilenet_v2 ...]
+uv run python benchmarks/trunks.py [--rounds 8] [--threads 2] [--trunks resnet18 resnet18_w24 mobilenet_v2 ...]
 """
 
 from __future__ import annotations
