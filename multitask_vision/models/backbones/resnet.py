@@ -3,7 +3,7 @@
 Submodule names are torchvision's (``conv1``, ``bn1``, ``layer1`` ...), so a torchvision ImageNet state dict
 loads as is (its ``fc.*`` keys are the only leftovers). ``base_channels`` narrows (or widens) every stage:
 torchvision's own blocks, stage builder and initialisation, with the stem and stages ``base_channels * (1, 2, 4,
-8)`` wide instead of torchvision's fixed 64 (the quickstart's half-width ResNet-18 is ``base_channels=32``).
+8)`` wide instead of torchvision's fixed 64 (the quickstart's 3/8-width ResNet-18 is ``base_channels=24``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,12 @@ from multitask_vision.models.blocks import Block
 from multitask_vision.models.spec import IMAGE_SPEC, FeatureSpec, Spec
 from multitask_vision.registry import MODELS
 
-_BUILDERS = {
-    18: torchvision.models.resnet18,
-    34: torchvision.models.resnet34,
-    50: torchvision.models.resnet50,
-    101: torchvision.models.resnet101,
-    152: torchvision.models.resnet152,
-}
-
-_LAYOUTS = {  # depth: (block, blocks per stage), as torchvision builds them
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
+_DEPTHS = {  # depth: (torchvision's builder, its block, blocks per stage)
+    18: (torchvision.models.resnet18, BasicBlock, (2, 2, 2, 2)),
+    34: (torchvision.models.resnet34, BasicBlock, (3, 4, 6, 3)),
+    50: (torchvision.models.resnet50, Bottleneck, (3, 4, 6, 3)),
+    101: (torchvision.models.resnet101, Bottleneck, (3, 4, 23, 3)),
+    152: (torchvision.models.resnet152, Bottleneck, (3, 8, 36, 3)),
 }
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -48,7 +40,7 @@ class _WidthResNet(torchvision.models.resnet.ResNet):
 
     def __init__(self, depth: int, base_channels: int, zero_init_residual: bool) -> None:
         nn.Module.__init__(self)
-        block, layers = _LAYOUTS[depth]
+        _, block, layers = _DEPTHS[depth]
         self._norm_layer = nn.BatchNorm2d
         self.inplanes, self.dilation, self.groups, self.base_width = base_channels, 1, 1, 64
         self.conv1 = nn.Conv2d(3, base_channels, kernel_size=7, stride=2, padding=3, bias=False)
@@ -101,8 +93,8 @@ class ResNet(Block):
         base_channels: int = 64,
     ) -> None:
         super().__init__()
-        if depth not in _BUILDERS:
-            raise ValueError(f"ResNet depth must be one of {sorted(_BUILDERS)}, got {depth!r}")
+        if depth not in _DEPTHS:
+            raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth!r}")
         unknown = [s for s in out_stages if s not in STAGES]
         if unknown or not out_stages or len(set(out_stages)) != len(out_stages):
             raise ValueError(
@@ -118,7 +110,7 @@ class ResNet(Block):
         self.norm_eval = norm_eval
 
         if base_channels == 64:  # torchvision's builder itself: the same modules and initialisation draws
-            net = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
+            net = _DEPTHS[depth][0](weights=None, zero_init_residual=zero_init_residual)
         else:
             net = _WidthResNet(depth, base_channels, zero_init_residual)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
